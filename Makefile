@@ -1,0 +1,25 @@
+# The two quick-start commands (README): `make run` and `make test`.
+# Both create .venv on first use (a fresh clone needs only python3 >= 3.11 and make).
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test,server]'
+	touch $@
+
+.PHONY: run test bench
+# Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
+run: $(VENV)/.installed
+	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
+
+# The whole suite on SQLite, and on PostgreSQL too when IPLEDGER_TEST_POSTGRES_URL is set.
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Benchmarks on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to point elsewhere).
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/journal.py

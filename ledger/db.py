@@ -1,0 +1,141 @@
+"""Database access: engines from what a user writes, transactions with retry, migrations.
+
+Guarantees
+- `make_engine("postgresql://user@host/db")` uses psycopg 3; `sqlite:///path` creates the
+  parent folder and turns on foreign keys, WAL and a busy timeout.
+- `run_in_transaction(engine, fn)` calls `fn(conn)` inside one transaction and commits; on
+  PostgreSQL a serialization failure or deadlock (40001/40P01) rolls back and retries `fn`
+  (at most `retries` times), so a retry is invisible to the caller.
+- The schema is only ever made by Alembic (`upgrade_to_head`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
+DEFAULT_SQLITE_PATH = Path("instance") / "ipledger.sqlite3"
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def database_url() -> str:
+    """`IPLEDGER_DATABASE_URL`, or the embedded default: a SQLite file under `instance/`."""
+    return os.environ.get("IPLEDGER_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept `postgresql://` / `postgres://` and pick the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    url = normalize_url(url or database_url())
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_engine(parsed, **kwargs) -> Engine:
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+        # isolation_level=None hands transaction control to SQLAlchemy's BEGIN below.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # pragma: no cover - trivial
+        # BEGIN IMMEDIATE takes the write lock up front: two writers queue instead of one
+        # failing with "database is locked" half-way through a read-then-write. Readers
+        # (execution option ipledger_readonly) take no lock.
+        readonly = conn.get_execution_options().get("ipledger_readonly")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(conn_or_engine) -> bool:
+    return conn_or_engine.dialect.name == "postgresql"
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def run_in_transaction(engine: Engine, fn: Callable[[Connection], T], *, retries: int = 5) -> T:
+    """Run `fn(conn)` in one transaction; retry on PostgreSQL serialization failure/deadlock."""
+    for attempt in range(retries + 1):
+        try:
+            with engine.begin() as conn:
+                return fn(conn)
+        except DBAPIError as exc:
+            if _sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == retries:
+                raise
+            time.sleep(0.01 * (2 ** attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url or database_url()).replace("%", "%%"))
+    return cfg
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    from alembic import command
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def downgrade_to(engine: Engine, revision: str) -> None:
+    from alembic import command
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+    return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,150 @@
+"""The database schema: every table, as SQLAlchemy Core, with a fixed constraint naming convention.
+
+Design overview (read this before the journal code)
+- `accounts` belong to one owner: an institution, a borrower, or a programme's fund; each has a
+  kind (asset, liability, equity, income, expense) and a purpose (`loans_receivable`,
+  `fund_balance`...), optionally tied to one loan (a sub-ledger). `code` is a unique, readable
+  natural key (`inst:3:settlement`, `loan:42:receivable`) so get-or-create is one lookup.
+- `entries` are business events; `postings` are their lines. Sign convention: ONE signed column,
+  `amount_fen`, debit positive and credit negative; an entry's postings sum to zero per currency
+  and no posting is zero. An asset's or expense's natural balance is positive; a liability's,
+  equity's or income's is negative (shown negated as its "normal balance").
+- Posted rows never change: corrections are reversal entries (`reverses_id`, unique, so an
+  entry is reversed at most once). PostgreSQL enforces immutability and balance with triggers
+  (see migrations and docs/DATABASE_RULES.md); SQLite refuses UPDATE/DELETE by trigger and the
+  balance rule in `ledger.journal`.
+- `entry_seals` chain the entries: seal n holds sha256(seal n-1's hash + entry n's content
+  digest). Seals are written after commit, in order, by one sealer (see `ledger.chain`), so
+  writers never queue behind a chain head.
+- Money columns are BIGINT fen; rates and ratios are decimal text (exact on both databases).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey,
+                        Index, Integer, MetaData, String, Table, Text, UniqueConstraint)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+INSTITUTION_KINDS = ("bank", "insurer", "guarantor", "pool", "fiscal", "appraiser", "treasury",
+                     "auditor")
+ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
+ACCOUNT_KINDS = ("asset", "liability", "equity", "income", "expense")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _ts(name: str, nullable: bool = False) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+institutions = Table(
+    "institutions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("region", String(6), nullable=False, index=True),
+    _ts("created_at"),
+    CheckConstraint(_in("kind", INSTITUTION_KINDS), name="kind"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=True, index=True),
+    Column("label", String(200), nullable=True),
+    _ts("created_at"),
+    _ts("revoked_at", nullable=True),
+    CheckConstraint(_in("role", ROLES), name="role"),
+    # A platform admin key belongs to no institution; every other key to exactly one.
+    CheckConstraint("(role = 'admin' AND institution_id IS NULL) OR "
+                    "(role <> 'admin' AND institution_id IS NOT NULL)", name="owner"),
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("code", String(120), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=True, index=True),
+    _ts("created_at"),
+    CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
+)
+
+entries = Table(
+    "entries", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("effective_on", Date, nullable=False, index=True),
+    _ts("recorded_at"),
+    Column("actor_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=True, index=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("reverses_id", ForeignKey("entries.id"), nullable=True, unique=True),
+    Column("memo", String(500), nullable=True),
+)
+
+postings = Table(
+    "postings", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("entry_id", ForeignKey("entries.id"), nullable=False, index=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    CheckConstraint("amount_fen <> 0", name="nonzero"),
+)
+
+entry_seals = Table(
+    "entry_seals", metadata,
+    Column("entry_id", ForeignKey("entries.id"), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    _ts("sealed_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("scope", String(40), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("path", String(500), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("location", String(500), nullable=True),
+    _ts("created_at"),
+    UniqueConstraint("scope", "key"),
+    Index(None, "created_at"),
+)
+
+job_runs = Table(
+    "job_runs", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("job", String(60), nullable=False),
+    Column("period", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("detail", Text, nullable=True),
+    _ts("started_at"),
+    _ts("finished_at", nullable=True),
+    UniqueConstraint("job", "period"),
+)
