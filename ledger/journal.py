@@ -1,0 +1,260 @@
+"""The journal: accounts, balanced immutable entries, reversals and balances.
+
+What `post_entries` promises (the only way money moves):
+- every entry has at least two postings, no posting is zero, and the postings sum to zero per
+  currency (debit positive, credit negative: see the design overview in `ledger.schema`);
+- every account exists and holds the posting's currency; the effective date is given;
+- the whole batch is written or nothing is (it runs inside the caller's transaction);
+- rows are only ever inserted: a correction is `reverse_entry`, at most once per entry.
+A single entry is a batch of one: there is no second, slower path.
+
+Balances are sums of postings; `as_of` takes entries whose effective date is on or before it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Iterable, Sequence
+
+from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ledger.db import is_postgres, utcnow
+from ledger.errors import Conflict, Invalid, NotFound
+from ledger.schema import accounts, entries, postings
+
+CURRENCY = "CNY"
+# Which side an account's balance naturally sits on: +1 debit (asset, expense), -1 credit.
+NORMAL_SIGN = {"asset": 1, "expense": 1, "liability": -1, "equity": -1, "income": -1}
+MAX_POSTINGS_PER_ENTRY = 100
+
+
+@dataclass(frozen=True)
+class Line:
+    """One posting to make: `amount_fen` > 0 debits the account, < 0 credits it."""
+
+    account_id: int
+    amount_fen: int
+    currency: str = CURRENCY
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """A business event before it is posted.
+
+    kind: event name (`loan_disbursed`, `repayment`, `reversal`...); effective_on: the business
+    date balances use; lines: the postings; loan_id: the loan it concerns, if any.
+    """
+
+    kind: str
+    effective_on: date
+    lines: tuple[Line, ...]
+    memo: str | None = None
+    loan_id: int | None = None
+    reverses_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes an entry: the API key and its institution (None for jobs and the CLI)."""
+
+    key_id: int | None = None
+    institution_id: int | None = None
+    idempotency_key: str | None = None
+
+
+SYSTEM = Actor()
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """An account to find or create, identified by its unique `code`."""
+
+    code: str
+    name: str
+    kind: str
+    purpose: str
+    institution_id: int | None = None
+    borrower_id: int | None = None
+    program_id: int | None = None
+    loan_id: int | None = None
+    currency: str = CURRENCY
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+def ensure_accounts(conn: Connection, specs: Iterable[AccountSpec]) -> dict[str, int]:
+    """Find or create each account by code; returns code -> id. Safe under concurrent callers."""
+    wanted = {spec.code: spec for spec in specs}
+    ids = _account_ids(conn, wanted)
+    missing = [spec for code, spec in wanted.items() if code not in ids]
+    if missing:
+        rows = [_account_row(spec) for spec in missing]
+        conn.execute(_insert_ignoring_duplicates(conn, accounts), rows)
+        ids.update(_account_ids(conn, {spec.code: spec for spec in missing}))
+    assert len(ids) == len(wanted), "every wanted account must exist after ensure_accounts"
+    return ids
+
+
+def _account_row(spec: AccountSpec) -> dict:
+    assert spec.kind in NORMAL_SIGN, f"unknown account kind {spec.kind}"
+    row = {"code": spec.code, "name": spec.name, "kind": spec.kind, "purpose": spec.purpose,
+           "currency": spec.currency, "institution_id": spec.institution_id,
+           "created_at": utcnow()}
+    for owner in ("borrower_id", "program_id", "loan_id"):
+        if getattr(spec, owner) is not None:
+            row[owner] = getattr(spec, owner)
+    return row
+
+
+def _insert_ignoring_duplicates(conn: Connection, table):
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=["code"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=["code"])
+
+
+def _account_ids(conn: Connection, wanted: dict) -> dict[str, int]:
+    found: dict[str, int] = {}
+    codes = list(wanted)
+    for start in range(0, len(codes), 5000):  # stay under bind-parameter limits
+        chunk = codes[start:start + 5000]
+        rows = conn.execute(select(accounts.c.code, accounts.c.id).where(accounts.c.code.in_(chunk)))
+        found.update({code: account_id for code, account_id in rows})
+    return found
+
+
+def get_account(conn: Connection, account_id: int):
+    row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"account {account_id} does not exist")
+    return row
+
+
+# --- posting --------------------------------------------------------------------------------
+
+def post_entry(conn: Connection, draft: EntryDraft, actor: Actor = SYSTEM) -> int:
+    """Post one entry (a batch of one); returns its id."""
+    return post_entries(conn, [draft], actor)[0]
+
+
+def post_entries(conn: Connection, drafts: Sequence[EntryDraft], actor: Actor = SYSTEM) -> list[int]:
+    """Validate and post every draft in the caller's transaction; returns ids in draft order."""
+    for index, draft in enumerate(drafts):
+        check_draft(draft, index)
+    _check_accounts(conn, drafts)
+    recorded_at = utcnow()
+    entry_rows = [_entry_row(draft, actor, recorded_at) for draft in drafts]
+    try:
+        result = conn.execute(
+            insert(entries).returning(entries.c.id, sort_by_parameter_order=True), entry_rows)
+    except IntegrityError as exc:
+        if any(d.reverses_id is not None for d in drafts):
+            raise Conflict("that entry has already been reversed") from exc
+        raise
+    entry_ids = [row.id for row in result]
+    posting_rows = [
+        {"entry_id": entry_id, "account_id": line.account_id, "amount_fen": line.amount_fen,
+         "currency": line.currency}
+        for entry_id, draft in zip(entry_ids, drafts) for line in draft.lines]
+    conn.execute(insert(postings), posting_rows)
+    return entry_ids
+
+
+def check_draft(draft: EntryDraft, index: int = 0) -> None:
+    """The balance rules, checked before anything is written (PostgreSQL re-checks at commit)."""
+    where = f"entries.{index}"
+    if not isinstance(draft.effective_on, date):
+        raise Invalid.field(f"{where}.effective_on", "an effective date is required")
+    if not 2 <= len(draft.lines) <= MAX_POSTINGS_PER_ENTRY:
+        raise Invalid.field(f"{where}.postings",
+                            f"an entry needs 2 to {MAX_POSTINGS_PER_ENTRY} postings")
+    totals: dict[str, int] = defaultdict(int)
+    for line in draft.lines:
+        if not isinstance(line.amount_fen, int) or isinstance(line.amount_fen, bool):
+            raise Invalid.field(f"{where}.postings", "amounts are integer fen")
+        if line.amount_fen == 0:
+            raise Invalid.field(f"{where}.postings", "a posting may not be zero")
+        totals[line.currency] += line.amount_fen
+    unbalanced = {cur: total for cur, total in totals.items() if total != 0}
+    if unbalanced:
+        raise Invalid.field(f"{where}.postings", f"postings do not sum to zero: {unbalanced}")
+
+
+def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
+    wanted = {line.account_id for draft in drafts for line in draft.lines}
+    currency_by_id: dict[int, str] = {}
+    ids = sorted(wanted)
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(select(accounts.c.id, accounts.c.currency)
+                            .where(accounts.c.id.in_(ids[start:start + 5000])))
+        currency_by_id.update({row.id: row.currency for row in rows})
+    for draft_index, draft in enumerate(drafts):
+        for line in draft.lines:
+            currency = currency_by_id.get(line.account_id)
+            if currency is None:
+                raise Invalid.field(f"entries.{draft_index}.postings",
+                                    f"account {line.account_id} does not exist")
+            if currency != line.currency:
+                raise Invalid.field(f"entries.{draft_index}.postings",
+                                    f"account {line.account_id} holds {currency}, not {line.currency}")
+
+
+def _entry_row(draft: EntryDraft, actor: Actor, recorded_at) -> dict:
+    row = {"kind": draft.kind, "effective_on": draft.effective_on, "recorded_at": recorded_at,
+           "actor_key_id": actor.key_id, "institution_id": actor.institution_id,
+           "idempotency_key": actor.idempotency_key, "reverses_id": draft.reverses_id,
+           "memo": draft.memo}
+    if draft.loan_id is not None:
+        row["loan_id"] = draft.loan_id
+    return row
+
+
+# --- reversal -------------------------------------------------------------------------------
+
+def reverse_entry(conn: Connection, entry_id: int, effective_on: date, actor: Actor = SYSTEM,
+                  memo: str | None = None) -> int:
+    """Post the mirror image of an entry. Refused for a reversal, or an entry already reversed."""
+    original = conn.execute(select(entries).where(entries.c.id == entry_id)).mappings().first()
+    if original is None:
+        raise NotFound(f"entry {entry_id} does not exist")
+    if original["reverses_id"] is not None:
+        raise Conflict(f"entry {entry_id} is itself a reversal; post the event again instead")
+    already = conn.execute(select(entries.c.id).where(entries.c.reverses_id == entry_id)).first()
+    if already is not None:
+        raise Conflict(f"entry {entry_id} was already reversed by entry {already.id}")
+    if effective_on < original["effective_on"]:
+        raise Invalid.field("effective_on", "a reversal cannot take effect before its entry")
+    lines = tuple(Line(row.account_id, -row.amount_fen, row.currency) for row in conn.execute(
+        select(postings).where(postings.c.entry_id == entry_id).order_by(postings.c.id)))
+    draft = EntryDraft(kind="reversal", effective_on=effective_on, lines=lines,
+                       memo=memo or f"reversal of entry {entry_id}", reverses_id=entry_id,
+                       loan_id=original.get("loan_id"))
+    return post_entry(conn, draft, actor)
+
+
+# --- balances -------------------------------------------------------------------------------
+
+def balance_fen(conn: Connection, account_id: int, as_of: date | None = None) -> int:
+    """Signed balance (debit positive) of one account, optionally as of an effective date."""
+    return balances_fen(conn, [account_id], as_of).get(account_id, 0)
+
+
+def balances_fen(conn: Connection, account_ids: Sequence[int], as_of: date | None = None
+                 ) -> dict[int, int]:
+    """Signed balances of many accounts in one query; accounts with no postings are 0."""
+    query = (select(postings.c.account_id, func.coalesce(func.sum(postings.c.amount_fen), 0))
+             .where(postings.c.account_id.in_(list(account_ids)))
+             .group_by(postings.c.account_id))
+    if as_of is not None:
+        query = query.join(entries, and_(entries.c.id == postings.c.entry_id,
+                                         entries.c.effective_on <= as_of))
+    found = {account_id: int(total) for account_id, total in conn.execute(query)}
+    return {account_id: found.get(account_id, 0) for account_id in account_ids}
+
+
+def normal_balance_fen(kind: str, signed_fen: int) -> int:
+    """The balance on the account's natural side (a liability of 100 shows as 100, not -100)."""
+    return NORMAL_SIGN[kind] * signed_fen

@@ -1,0 +1,103 @@
+"""API keys: who may call, in which role, for which institution.
+
+Guarantees: a key's secret is random (256 bits), shown once at creation and never stored; only
+its sha256 is kept (the secret has full entropy, so a slow hash adds nothing). A key is found by
+its public prefix and compared in constant time. A revoked key never authenticates again.
+A platform `admin` key belongs to no institution; every other key's role is its institution's
+kind (a bank's key acts as `bank`, a fiscal bureau's as `fiscal`...).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from ledger.db import utcnow
+from ledger.errors import Invalid, NotFound
+from ledger.institutions import get_institution
+from ledger.schema import ROLES, api_keys, institutions
+
+KEY_PREFIX = "ipl"
+COUNTRY = "000000"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. `region` is what a fiscal or auditor key may see."""
+
+    key_id: int
+    prefix: str
+    role: str
+    institution_id: int | None
+    institution_code: str | None
+    region: str
+
+    @property
+    def scope(self) -> str:
+        """The idempotency-key scope: the institution, or the platform for admin keys."""
+        return f"inst:{self.institution_id}" if self.institution_id else "platform"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(conn: Connection, role: str, institution_code: str | None = None,
+               label: str | None = None) -> tuple[str, str]:
+    """Create a key; returns (prefix, full secret). The secret is not recoverable later."""
+    if role not in ROLES:
+        raise Invalid.field("role", f"must be one of {', '.join(ROLES)}")
+    institution_id = None
+    if role == "admin":
+        if institution_code:
+            raise Invalid.field("institution", "an admin key belongs to no institution")
+    else:
+        if not institution_code:
+            raise Invalid.field("institution", f"a {role} key needs an institution")
+        institution = get_institution(conn, institution_code)
+        if institution.kind != role:
+            raise Invalid.field("role", f"{institution.code} is a {institution.kind}; "
+                                        f"its keys act as {institution.kind}")
+        institution_id = institution.id
+    prefix = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    conn.execute(insert(api_keys).values(prefix=prefix, key_hash=_hash(secret), role=role,
+                                         institution_id=institution_id, label=label,
+                                         created_at=utcnow()))
+    return prefix, secret
+
+
+def revoke_key(conn: Connection, prefix: str) -> None:
+    done = conn.execute(update(api_keys).where(api_keys.c.prefix == prefix,
+                                               api_keys.c.revoked_at.is_(None))
+                        .values(revoked_at=utcnow()))
+    if done.rowcount != 1:
+        raise NotFound(f"no active key with prefix {prefix}")
+
+
+def authenticate(conn: Connection, secret: str) -> Principal | None:
+    """The principal for a presented secret, or None if unknown, malformed or revoked."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    row = conn.execute(
+        select(api_keys, institutions.c.code, institutions.c.region)
+        .outerjoin(institutions, institutions.c.id == api_keys.c.institution_id)
+        .where(api_keys.c.prefix == parts[1])).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, _hash(secret)):
+        return None
+    return Principal(row.id, row.prefix, row.role, row.institution_id, row.code,
+                     row.region or COUNTRY)
+
+
+def list_keys(conn: Connection) -> list[dict]:
+    rows = conn.execute(select(api_keys.c.prefix, api_keys.c.role, api_keys.c.label,
+                               api_keys.c.created_at, api_keys.c.revoked_at, institutions.c.code)
+                        .outerjoin(institutions, institutions.c.id == api_keys.c.institution_id)
+                        .order_by(api_keys.c.id))
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,80 @@
+"""Read scopes and the journal's read side: which accounts and entries a reader may see.
+
+A `ReadScope` is decided once by the caller (api/ from the key's role; the CLI sees all) and
+applied here as SQL, so a page of results never leaks rows and never needs filtering in Python.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Connection, exists, or_, select, true
+
+from ledger.errors import NotFound
+from ledger.journal import balance_fen, normal_balance_fen
+from ledger.schema import accounts, entries, institutions, postings
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """All accounts (both None), one institution's accounts, or those of a region ('' = all)."""
+
+    institution_id: int | None = None
+    region_prefix: str | None = None
+
+    def account_condition(self):
+        if self.institution_id is not None:
+            return accounts.c.institution_id == self.institution_id
+        if self.region_prefix:
+            in_region = select(institutions.c.id).where(
+                institutions.c.region.like(f"{self.region_prefix}%"))
+            return accounts.c.institution_id.in_(in_region)
+        return true()
+
+
+EVERYTHING = ReadScope()
+
+
+def list_accounts(conn: Connection, scope: ReadScope, *, owner_code: str | None = None,
+                  after_id: int = 0, limit: int = 50) -> list[dict]:
+    query = (select(accounts, institutions.c.code.label("owner"))
+             .outerjoin(institutions, institutions.c.id == accounts.c.institution_id)
+             .where(scope.account_condition(), accounts.c.id > after_id))
+    if owner_code:
+        query = query.where(institutions.c.code == owner_code)
+    rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).mappings()
+    return [dict(row) for row in rows]
+
+
+def account_balance(conn: Connection, scope: ReadScope, account_id: int,
+                    as_of: date | None = None) -> dict:
+    row = conn.execute(select(accounts, institutions.c.code.label("owner"))
+                       .outerjoin(institutions, institutions.c.id == accounts.c.institution_id)
+                       .where(accounts.c.id == account_id, scope.account_condition())).mappings().first()
+    if row is None:
+        raise NotFound(f"account {account_id} does not exist")
+    signed = balance_fen(conn, account_id, as_of)
+    return {"account": dict(row), "as_of": as_of, "balance_fen": signed,
+            "normal_balance_fen": normal_balance_fen(row["kind"], signed)}
+
+
+def list_entries(conn: Connection, scope: ReadScope, *, after_id: int = 0, limit: int = 50) -> list[dict]:
+    """Entries in id order with their postings; a scoped reader sees entries touching its accounts."""
+    query = select(entries).where(entries.c.id > after_id)
+    if scope != EVERYTHING:
+        touches = exists().where(postings.c.entry_id == entries.c.id,
+                                 postings.c.account_id == accounts.c.id, scope.account_condition())
+        query = query.where(touches)
+    rows = [dict(row) for row in conn.execute(query.order_by(entries.c.id).limit(limit)).mappings()]
+    if not rows:
+        return rows
+    by_entry: dict[int, list] = {row["id"]: [] for row in rows}
+    lines = conn.execute(select(postings, accounts.c.code.label("account_code"))
+                         .join(accounts, accounts.c.id == postings.c.account_id)
+                         .where(postings.c.entry_id.in_(list(by_entry)))
+                         .order_by(postings.c.id)).mappings()
+    for line in lines:
+        by_entry[line["entry_id"]].append(dict(line))
+    for row in rows:
+        row["postings"] = by_entry[row["id"]]
+    return rows
