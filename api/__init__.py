@@ -1,0 +1,102 @@
+"""The HTTP service: app factory, error handling, auth hook and the blueprints.
+
+`api/` is thin: it parses, authorises, calls one function of `ledger/`, and renders.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+
+from api import problems
+from api.auth import authenticate_request
+from ledger.db import make_engine
+from ledger.errors import DomainError
+
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # a batch of 10,000 loans is ~8 MB of JSON
+JSON_TYPES = ("application/json",)
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, answering every HTTP error as problem+json."""
+
+    def handle_http_exception(self, error):
+        return problems.from_http_exception(error)
+
+
+def create_app(engine: Engine | None = None, config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="ipledger", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        API_SPEC_OPTIONS={
+            "info": {"description": "Books for IP pledge loans and their risk-sharing schemes. "
+                                    "Money is a string of yuan with two decimals; errors are "
+                                    "RFC 9457 problem+json."},
+            "security": [{"bearerAuth": []}],
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        },
+    )
+    app.config.update(config or {})
+    app.extensions["ipledger.engine"] = engine or make_engine()
+    api = ProblemApi(app)
+    _register_hooks(app)
+    _register_blueprints(api)
+    return app
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _request_id():
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    app.before_request(_check_content_type)
+    app.before_request(authenticate_request)
+
+    @app.after_request
+    def _stamp(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    app.register_error_handler(DomainError, problems.from_domain_error)
+    app.register_error_handler(HTTPException, problems.from_http_exception)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _unexpected(error: Exception):
+    if isinstance(error, HTTPException):  # pragma: no cover - routed above
+        return problems.from_http_exception(error)
+    return problems.unexpected(error)
+
+
+def _check_content_type():
+    """A body we cannot read is 415, before anything else looks at it."""
+    if request.method not in ("POST", "PUT", "PATCH") or not request.content_length:
+        return None
+    accepted = JSON_TYPES + getattr(app_view(), "_ipledger_extra_types", ())
+    if request.mimetype not in accepted:
+        return problems.problem(415, "Unsupported Media Type",
+                                f"Send the body as {' or '.join(accepted)}.", "unsupported-media-type")
+    return None
+
+
+def app_view():
+    from flask import current_app
+    rule = request.url_rule
+    return current_app.view_functions.get(rule.endpoint) if rule else None
+
+
+def _register_blueprints(api: Api) -> None:
+    from api import accounts, health, institutions, journal
+    for module in (health, institutions, accounts, journal):
+        api.register_blueprint(module.blp)
+
+
+logging.getLogger("ipledger").setLevel(logging.INFO)

@@ -1,0 +1,63 @@
+"""`/v1/accounts` and balances, scoped to what the caller may see."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from api.auth import require
+from api.db import read
+from api.fields import Money
+from api.pagination import PageArgs, page, page_schema
+from api.scope import read_scope
+from ledger import reads
+
+blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts",
+                description="Accounts and their balances (derived from postings)")
+ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
+
+
+class AccountOut(Schema):
+    id = fields.Integer()
+    code = fields.String(metadata={"description": "unique natural key, e.g. inst:3:settlement"})
+    name = fields.String()
+    kind = fields.String(metadata={"description": "asset, liability, equity, income or expense"})
+    purpose = fields.String()
+    currency = fields.String()
+    owner = fields.String(allow_none=True, metadata={"description": "owning institution's code"})
+
+
+class AccountQuery(PageArgs):
+    owner = fields.String(metadata={"description": "institution code"})
+
+
+class BalanceQuery(Schema):
+    as_of = fields.Date(metadata={"description": "effective date (inclusive); default: all"})
+
+
+class BalanceOut(Schema):
+    account = fields.Nested(AccountOut)
+    as_of = fields.Date(allow_none=True)
+    balance = Money(attribute="balance_fen", allow_negative=True,
+                    metadata={"description": "signed: debit positive, credit negative"})
+    normal_balance = Money(attribute="normal_balance_fen", allow_negative=True,
+                           metadata={"description": "on the account's natural side"})
+
+
+@blp.route("")
+class Accounts(MethodView):
+    @blp.arguments(AccountQuery, location="query")
+    @blp.response(200, page_schema(AccountOut, "AccountPage"))
+    @require(*ALL_ROLES)
+    def get(self, args):
+        with read() as conn:
+            rows = reads.list_accounts(conn, read_scope(), owner_code=args.get("owner"),
+                                       after_id=args["after"], limit=args["limit"] + 1)
+        return page(rows, args["limit"])
+
+
+@blp.route("/<int:account_id>/balance")
+@blp.arguments(BalanceQuery, location="query")
+@blp.response(200, BalanceOut)
+@require(*ALL_ROLES)
+def balance(args, account_id):
+    with read() as conn:
+        return reads.account_balance(conn, read_scope(), account_id, args.get("as_of"))

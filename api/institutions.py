@@ -1,0 +1,67 @@
+"""`/v1/institutions`: the parties that lend, insure, guarantee, pool, subsidise and audit."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.auth import require
+from api.db import read, tx
+from api.fields import Region
+from api.idempotency import write
+from api.pagination import PageArgs, page, page_schema
+from ledger import institutions as domain
+from ledger.identifiers import region_prefix
+from ledger.schema import INSTITUTION_KINDS
+
+blp = Blueprint("institutions", __name__, url_prefix="/v1/institutions",
+                description="Banks, insurers, guarantee firms, pools, fiscal bureaus, auditors")
+ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
+
+
+class InstitutionIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(1, 40),
+                         metadata={"example": "ICBC-GZ"})
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    kind = fields.String(required=True, validate=validate.OneOf(INSTITUTION_KINDS))
+    region = Region(required=True)
+
+
+class InstitutionOut(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    region = fields.String()
+
+
+class InstitutionQuery(PageArgs):
+    kind = fields.String(validate=validate.OneOf(INSTITUTION_KINDS))
+    region = Region(metadata={"description": "a province or city includes what is under it"})
+
+
+@blp.route("")
+class Institutions(MethodView):
+    @blp.arguments(InstitutionQuery, location="query")
+    @blp.response(200, page_schema(InstitutionOut, "InstitutionPage"))
+    @require(*ALL_ROLES)
+    def get(self, args):
+        with read() as conn:
+            rows = domain.list_institutions(
+                conn, after_id=args["after"], limit=args["limit"] + 1, kind=args.get("kind"),
+                region_prefix=region_prefix(args["region"]) if args.get("region") else "")
+        return page([vars(row) for row in rows], args["limit"])
+
+    @require("admin")
+    @write("optional")
+    @blp.arguments(InstitutionIn)
+    @blp.response(201, InstitutionOut)
+    def post(self, data):
+        created = domain.create_institution(tx(), **data)
+        return vars(created), 201, {"Location": f"/v1/institutions/{created.code}"}
+
+
+@blp.route("/<code>")
+@blp.response(200, InstitutionOut)
+@require(*ALL_ROLES)
+def get_institution(code):
+    with read() as conn:
+        return vars(domain.get_institution(conn, code))

@@ -1,0 +1,70 @@
+"""`/v1/journal` (entries with postings, in order) and `/v1/audit/verify`."""
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from api.auth import require
+from api.db import read
+from api.fields import Money, UtcTimestamp
+from api.pagination import PageArgs, page, page_schema
+from api.scope import read_scope
+from ledger import chain, reads
+
+blp = Blueprint("journal", __name__, url_prefix="/v1",
+                description="The journal and its integrity proof")
+ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
+
+
+class PostingOut(Schema):
+    id = fields.Integer()
+    account = fields.Integer(attribute="account_id")
+    account_code = fields.String()
+    amount = Money(attribute="amount_fen", allow_negative=True,
+                   metadata={"description": "debit positive, credit negative"})
+    currency = fields.String()
+
+
+class EntryOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    effective_on = fields.Date()
+    recorded_at = UtcTimestamp()
+    loan = fields.Integer(attribute="loan_id", allow_none=True)
+    reverses = fields.Integer(attribute="reverses_id", allow_none=True)
+    memo = fields.String(allow_none=True)
+    postings = fields.List(fields.Nested(PostingOut))
+
+
+class ChainBreakOut(Schema):
+    seq = fields.Integer()
+    entry_id = fields.Integer()
+    reason = fields.String()
+
+
+class VerifyOut(Schema):
+    entries = fields.Integer()
+    postings = fields.Integer()
+    balanced = fields.Boolean()
+    unbalanced_entry_ids = fields.List(fields.Integer())
+    chain_intact = fields.Boolean()
+    first_break = fields.Nested(ChainBreakOut, allow_none=True)
+    sealed = fields.Integer()
+    unsealed = fields.Integer(metadata={"description": "entries committed but not yet chained "
+                                                       "(the sealer job chains them within seconds)"})
+
+
+@blp.route("/journal")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_schema(EntryOut, "JournalPage"))
+@require(*ALL_ROLES)
+def journal(args):
+    with read() as conn:
+        rows = reads.list_entries(conn, read_scope(), after_id=args["after"], limit=args["limit"] + 1)
+    return page(rows, args["limit"])
+
+
+@blp.route("/audit/verify")
+@blp.response(200, VerifyOut)
+@require("auditor", "admin")
+def verify():
+    with read() as conn:
+        return chain.verify(conn).as_dict()

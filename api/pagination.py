@@ -1,0 +1,49 @@
+"""Cursor pagination: `?limit=` (default 50, max 1000) and `?after=<cursor>`; order by id."""
+from __future__ import annotations
+
+import base64
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, value = raw.split(":", 1)
+        assert kind == "id"
+        return int(value)
+    except Exception:
+        raise ValidationError("not a cursor returned by this API") from None
+
+
+class Cursor(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return decode_cursor(super()._deserialize(value, attr, data, **kwargs))
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+                           validate=validate.Range(min=1, max=MAX_LIMIT))
+    after = Cursor(load_default=0, metadata={"description": "the `next` cursor of the previous page"})
+
+
+def page(items: list, limit: int, id_of=lambda item: item["id"]) -> dict:
+    """Callers fetch `limit + 1` rows; the extra row only says whether a next page exists."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next": encode_cursor(id_of(items[-1])) if more and items else None}
+
+
+def page_schema(item_schema, name: str):
+    """A `{items, next}` envelope schema around `item_schema`, named for the OpenAPI document."""
+    return Schema.from_dict({"items": fields.List(fields.Nested(item_schema)),
+                             "next": fields.String(allow_none=True)}, name=name)

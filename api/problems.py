@@ -1,0 +1,87 @@
+"""RFC 9457 problem details for every error the service returns.
+
+Every error response is `application/problem+json` with `type`, `title`, `status`, `detail`,
+`request_id`, and for validation an `errors` list of `{field, message}`. No stack trace ever
+reaches a client: an unexpected exception is logged with its request id and answered with 500.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Response, g
+from werkzeug.exceptions import HTTPException
+
+from ledger.errors import Conflict, DomainError, Invalid, NotFound
+
+log = logging.getLogger("ipledger.api")
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:ipledger:problem:"
+DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError, 422))
+
+
+def problem(status: int, title: str, detail: str, kind: str | None = None,
+            errors: list[dict] | None = None, headers: dict | None = None) -> Response:
+    body = {"type": f"{TYPE_PREFIX}{kind}" if kind else "about:blank", "title": title,
+            "status": status, "detail": detail, "request_id": g.get("request_id")}
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def from_domain_error(error: DomainError) -> Response:
+    status = next(code for cls, code in DOMAIN_STATUS if isinstance(error, cls))
+    errors = [{"field": e.field, "message": e.message} for e in error.errors]
+    return problem(status, error.title, error.detail, error.kind, errors or None)
+
+
+def from_http_exception(error: HTTPException) -> Response:
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    if error.code == 422 and messages:
+        errors = flatten_messages(messages)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, "Validation failed", detail, "validation-error", errors)
+    if error.code == 400 and messages:
+        errors = flatten_messages(messages)
+        return problem(400, "Bad request", errors[0]["message"] if errors else error.description,
+                       "bad-request", errors)
+    headers = dict(data.get("headers") or {})
+    if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return problem(error.code or 500, error.name, data.get("message") or error.description,
+                   None, headers=headers)
+
+
+def flatten_messages(messages, prefix: str = "") -> list[dict]:
+    """webargs/marshmallow nested messages -> [{field, message}] with dotted paths.
+
+    The request location (`json`, `query`) is dropped for the body and kept for the others,
+    so a bank sees `pledges.0.number` rather than `json.pledges.0.number`.
+    """
+    out: list[dict] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if not prefix and key == "json":
+                out.extend(flatten_messages(value, ""))
+                continue
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(flatten_messages(value, name))
+    elif isinstance(messages, (list, tuple)):
+        if all(isinstance(m, str) for m in messages):
+            out.extend({"field": prefix or "body", "message": m} for m in messages)
+        else:
+            for item in messages:
+                out.extend(flatten_messages(item, prefix))
+    else:
+        out.append({"field": prefix or "body", "message": str(messages)})
+    return out
+
+
+def unexpected(error: Exception) -> Response:
+    log.exception("unhandled error (request_id=%s)", g.get("request_id"))
+    return problem(500, "Internal Server Error",
+                   "The server failed to handle this request; quote the request_id when reporting it.")

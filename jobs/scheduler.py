@@ -1,0 +1,25 @@
+"""The scheduler process (`ipledger scheduler`): the only place jobs run, never web workers.
+
+Jobs: chain sealing every few seconds; idempotency-key purge daily. Later issues add the
+overdue scan, subsidy runs and target snapshots here. Each job guards itself (advisory lock or
+natural key), so a second scheduler started by mistake does no work twice.
+"""
+from __future__ import annotations
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import Engine
+
+from jobs import tasks
+
+SEAL_EVERY_SECONDS = 5
+
+
+def build(engine: Engine, *, background: bool = False):
+    scheduler = (BackgroundScheduler if background else BlockingScheduler)(timezone="UTC")
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+    scheduler.add_job(tasks.seal_chain, "interval", seconds=SEAL_EVERY_SECONDS, args=[engine],
+                      id="seal_chain", **common)
+    scheduler.add_job(tasks.purge_idempotency_keys, "cron", hour=3, args=[engine],
+                      id="purge_idempotency_keys", **common)
+    return scheduler

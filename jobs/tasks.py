@@ -1,0 +1,36 @@
+"""The scheduled jobs. Each is thin: take its lock or natural key, call the domain, log."""
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from sqlalchemy import Engine
+
+from jobs.runs import run_once
+from ledger import chain, idempotency
+from ledger.db import run_in_transaction
+
+log = logging.getLogger("ipledger.jobs")
+
+
+def seal_chain(engine: Engine, batch: int = 5000) -> int:
+    """Chain every committed entry, batch by batch (the sealer holds an advisory lock)."""
+    total = 0
+    while True:
+        sealed = run_in_transaction(engine, lambda conn: chain.seal_pending(conn, batch))
+        total += sealed
+        if sealed < batch:
+            break
+    if total:
+        log.info("sealed %d entries", total)
+    return total
+
+
+def purge_idempotency_keys(engine: Engine, today: date | None = None) -> bool:
+    """Daily: forget stored outcomes older than the retention period (kept >= 30 days)."""
+    period = (today or date.today()).isoformat()
+
+    def work():
+        purged = run_in_transaction(engine, idempotency.purge_expired)
+        return f"purged {purged} keys"
+    return run_once(engine, "purge_idempotency_keys", period, work)
