@@ -1,0 +1,118 @@
+from datetime import date
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ledger import chain
+from ledger.errors import Conflict, Invalid, NotFound
+from ledger.journal import (AccountSpec, EntryDraft, Line, balance_fen, balances_fen,
+                            ensure_accounts, post_entries, post_entry, reverse_entry)
+from tests.factories import InstitutionFactory, tx, unique
+
+D1, D2, D3 = date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)
+
+
+@pytest.fixture
+def three_accounts(engine):
+    bank = InstitutionFactory()
+    specs = [AccountSpec(unique(f"t:{i}"), f"test {i}", kind, "test", institution_id=bank.id)
+             for i, kind in enumerate(("asset", "liability", "income"))]
+    ids = tx(lambda conn: ensure_accounts(conn, specs))
+    return [ids[spec.code] for spec in specs]
+
+
+def draft(accounts, amounts, on=D1, kind="test"):
+    return EntryDraft(kind, on, tuple(Line(a, fen) for a, fen in zip(accounts, amounts)))
+
+
+def test_post_and_balance_as_of(three_accounts):
+    a, b, c = three_accounts
+    tx(lambda conn: post_entry(conn, draft([a, b, c], [300, -100, -200], D1)))
+    tx(lambda conn: post_entry(conn, draft([a, b], [50, -50], D3)))
+    assert tx(lambda conn: balance_fen(conn, a)) == 350
+    assert tx(lambda conn: balance_fen(conn, a, as_of=D2)) == 300
+    assert tx(lambda conn: balance_fen(conn, a, as_of=date(2024, 12, 31))) == 0
+    assert tx(lambda conn: balances_fen(conn, [b, c])) == {b: -150, c: -200}
+
+
+@pytest.mark.parametrize("amounts, message", [
+    ([100, -99], "do not sum to zero"),
+    ([100], "2 to"),
+    ([100, 0, -100], "may not be zero"),
+])
+def test_unbalanced_or_malformed_entries_are_refused(three_accounts, amounts, message):
+    with pytest.raises(Invalid, match=message):
+        tx(lambda conn: post_entry(conn, draft(three_accounts, amounts)))
+
+
+def test_unknown_account_and_wrong_currency_are_refused(three_accounts):
+    a = three_accounts[0]
+    with pytest.raises(Invalid, match="does not exist"):
+        tx(lambda conn: post_entry(conn, draft([a, 10**9], [1, -1])))
+    bad = EntryDraft("test", D1, (Line(a, 5, "USD"), Line(three_accounts[1], -5, "USD")))
+    with pytest.raises(Invalid, match="holds CNY"):
+        tx(lambda conn: post_entry(conn, bad))
+
+
+def test_effective_date_is_required(three_accounts):
+    with pytest.raises(Invalid, match="effective date"):
+        tx(lambda conn: post_entry(conn, EntryDraft("test", None, (Line(three_accounts[0], 1),
+                                                                    Line(three_accounts[1], -1)))))
+
+
+def test_a_bad_entry_in_a_batch_writes_nothing(three_accounts):
+    a, b, _ = three_accounts
+    before = tx(lambda conn: balance_fen(conn, a))
+    with pytest.raises(Invalid):
+        tx(lambda conn: post_entries(conn, [draft([a, b], [7, -7]), draft([a, b], [7, -6])]))
+    assert tx(lambda conn: balance_fen(conn, a)) == before
+
+
+def test_reversal_once_only(three_accounts):
+    a, b, c = three_accounts
+    entry_id = tx(lambda conn: post_entry(conn, draft([a, b, c], [10, -4, -6], D1)))
+    reversal_id = tx(lambda conn: reverse_entry(conn, entry_id, D2))
+    assert tx(lambda conn: balances_fen(conn, [a, b, c])) == {a: 0, b: 0, c: 0}
+    assert tx(lambda conn: balance_fen(conn, a, as_of=D1)) == 10
+    with pytest.raises(Conflict, match="already reversed"):
+        tx(lambda conn: reverse_entry(conn, entry_id, D2))
+    with pytest.raises(Conflict, match="itself a reversal"):
+        tx(lambda conn: reverse_entry(conn, reversal_id, D2))
+    with pytest.raises(Invalid, match="before its entry"):
+        other = tx(lambda conn: post_entry(conn, draft([a, b], [1, -1], D3)))
+        tx(lambda conn: reverse_entry(conn, other, D1))
+    with pytest.raises(NotFound):
+        tx(lambda conn: reverse_entry(conn, 10**12, D2))
+
+
+def test_ensure_accounts_is_idempotent(engine):
+    owner = InstitutionFactory()
+    spec = AccountSpec(unique("t:x"), "x", "asset", "test", institution_id=owner.id)
+    first = tx(lambda conn: ensure_accounts(conn, [spec]))
+    assert tx(lambda conn: ensure_accounts(conn, [spec])) == first
+
+
+amount = st.integers(min_value=1, max_value=10**12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(amount, amount, st.integers(0, 2)), min_size=1, max_size=8))
+def test_any_sequence_of_postings_stays_balanced_and_verifies(three_accounts, events):
+    """Property: whatever balanced entries are posted, every balance equals the sum of what
+    was posted to it, the books verify balanced, and sealing keeps the chain intact."""
+    a, b, c = three_accounts
+    expected = balances = tx(lambda conn: balances_fen(conn, [a, b, c]))
+    expected = dict(balances)
+    drafts = []
+    for debit, split, reverse_flag in events:
+        credit_b = -min(split, debit)
+        credit_c = -(debit + credit_b)
+        lines = [(a, debit), (b, credit_b)] + ([(c, credit_c)] if credit_c else [])
+        drafts.append(EntryDraft("test", D1, tuple(Line(acc, fen) for acc, fen in lines)))
+        for acc, fen in lines:
+            expected[acc] += fen
+    tx(lambda conn: post_entries(conn, drafts))
+    assert tx(lambda conn: balances_fen(conn, [a, b, c])) == expected
+    tx(lambda conn: chain.seal_pending(conn))
+    result = tx(chain.verify)
+    assert result.balanced and result.chain_intact and result.unsealed == 0

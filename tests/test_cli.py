@@ -1,0 +1,44 @@
+"""The `ipledger` command line, run as a user would (a real process, a real SQLite file)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def ipledger(tmp_path, *args, check=True):
+    env = {**os.environ, "IPLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+    result = subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_first_run_keys_and_verify(tmp_path):
+    assert "head" in ipledger(tmp_path, "db", "upgrade").stdout
+    admin_key = ipledger(tmp_path, "keys", "create", "--role", "admin").stdout.strip().splitlines()[-1]
+    assert admin_key.startswith("ipl_")
+    ipledger(tmp_path, "institutions", "create", "ICBC-GZ", "ICBC Guangzhou", "--kind", "bank",
+             "--region", "440100")
+    bank_key = ipledger(tmp_path, "keys", "create", "--institution", "ICBC-GZ", "--role", "bank"
+                        ).stdout.strip().splitlines()[-1]
+    assert bank_key.startswith("ipl_") and bank_key != admin_key
+    listed = ipledger(tmp_path, "keys", "list").stdout
+    assert "ICBC-GZ" in listed and bank_key not in listed  # secrets are never shown again
+    ipledger(tmp_path, "keys", "revoke", bank_key.split("_")[1])
+    assert "revoked" in ipledger(tmp_path, "keys", "list").stdout
+    result = json.loads(ipledger(tmp_path, "verify").stdout)
+    assert result["balanced"] and result["chain_intact"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("keys", "create", "--role", "bank"), "needs an institution"),
+    (("keys", "create", "--role", "bank", "--institution", "NOPE"), "does not exist"),
+    (("keys", "revoke", "deadbeef"), "no active key"),
+])
+def test_cli_errors_are_clear(tmp_path, args, message):
+    ipledger(tmp_path, "db", "upgrade")
+    result = ipledger(tmp_path, *args, check=False)
+    assert result.returncode != 0 and message in result.stderr
