@@ -117,18 +117,32 @@ def alembic_config(url: str | None = None):
 
 def upgrade_to_head(engine: Engine) -> None:
     from alembic import command
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    _migrate(engine, lambda cfg: command.upgrade(cfg, "head"))
 
 
 def downgrade_to(engine: Engine, revision: str) -> None:
     from alembic import command
+    _migrate(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(engine: Engine, step) -> None:
+    """Run an Alembic step in one transaction. On SQLite, foreign keys are off meanwhile (as
+    Alembic's batch mode requires) and checked in full before commit."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # outside any transaction, where SQLite honours this pragma
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                step(cfg)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    assert not broken, f"migration left dangling references: {broken[:5]}"
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def head_revision() -> str:

@@ -86,6 +86,9 @@ accounts = Table(
     Column("currency", String(3), nullable=False),
     Column("institution_id", ForeignKey("institutions.id"), nullable=True, index=True),
     _ts("created_at"),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=True, index=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=True, index=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=True, index=True),
     CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
 )
 
@@ -100,6 +103,7 @@ entries = Table(
     Column("idempotency_key", String(255), nullable=True),
     Column("reverses_id", ForeignKey("entries.id"), nullable=True, unique=True),
     Column("memo", String(500), nullable=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=True, index=True),
 )
 
 postings = Table(
@@ -147,4 +151,141 @@ job_runs = Table(
     _ts("started_at"),
     _ts("finished_at", nullable=True),
     UniqueConstraint("job", "period"),
+)
+
+
+# --- borrowers, reference rates, programmes, loans (migration 0002) ----------------------------
+
+SIZE_CLASSES = ("micro", "small", "medium", "large")
+LOAN_STATUSES = ("active", "defaulted", "closed")
+PLEDGE_TYPES = ("patent", "trademark", "mixed")
+
+borrowers = Table(
+    "borrowers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("credit_code", String(18), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("region", String(6), nullable=False, index=True),
+    Column("industry", String(40), nullable=False),
+    Column("employees", Integer, nullable=False),
+    Column("revenue_fen", BigInteger, nullable=False),
+    Column("total_assets_fen", BigInteger, nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("size_class", String(10), nullable=False),
+    Column("sme", Boolean, nullable=False),
+    Column("size_standard", String(40), nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    CheckConstraint(_in("size_class", SIZE_CLASSES), name="size_class"),
+)
+
+# Every version of a borrower's facts as posted, oldest first: the audit trail of updates.
+borrower_facts = Table(
+    "borrower_facts", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("region", String(6), nullable=False),
+    Column("industry", String(40), nullable=False),
+    Column("employees", Integer, nullable=False),
+    Column("revenue_fen", BigInteger, nullable=False),
+    Column("total_assets_fen", BigInteger, nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("size_class", String(10), nullable=False),
+    Column("size_standard", String(40), nullable=False),
+    Column("recorded_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("recorded_at"),
+)
+
+reference_rates = Table(
+    "reference_rates", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("rate", String(20), nullable=False),  # decimal text, e.g. "0.0385"
+    Column("recorded_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("recorded_at"),
+    UniqueConstraint("name", "month"),
+)
+
+programs = Table(
+    "programs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(60), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("region", String(6), nullable=False, index=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+)
+
+program_versions = Table(
+    "program_versions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("effective_to", Date, nullable=True),
+    Column("terms_json", Text, nullable=False),  # canonical, validated (ledger.terms)
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    UniqueConstraint("program_id", "version"),
+)
+
+# The parties named by each version's terms, for "which programmes is this insurer in" queries.
+program_parties = Table(
+    "program_parties", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("program_version_id", ForeignKey("program_versions.id"), nullable=False, index=True),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("role", String(20), nullable=False),
+    UniqueConstraint("program_version_id", "institution_id"),
+)
+
+loans = Table(
+    "loans", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("bank_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("contract_no", String(60), nullable=False),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
+    Column("program_version_id", ForeignKey("program_versions.id"), nullable=False, index=True),
+    Column("principal_fen", BigInteger, nullable=False),
+    Column("annual_rate", String(20), nullable=False),
+    Column("start_date", Date, nullable=False, index=True),
+    Column("maturity_date", Date, nullable=False),
+    Column("ip_share", String(20), nullable=True),
+    Column("insured_amount_fen", BigInteger, nullable=True),
+    Column("pledge_type", String(10), nullable=False),
+    # The borrower's facts frozen at the loan's date: later updates do not rewrite history.
+    Column("borrower_size_class", String(10), nullable=False),
+    Column("borrower_sme", Boolean, nullable=False),
+    Column("borrower_private", Boolean, nullable=False),
+    Column("borrower_region", String(6), nullable=False, index=True),
+    Column("borrower_industry", String(40), nullable=False),
+    Column("size_standard", String(40), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("closed_on", Date, nullable=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    UniqueConstraint("bank_id", "contract_no"),
+    CheckConstraint("principal_fen > 0", name="principal_positive"),
+    CheckConstraint("maturity_date > start_date", name="maturity_after_start"),
+    CheckConstraint(_in("status", LOAN_STATUSES), name="status"),
+    CheckConstraint(_in("pledge_type", PLEDGE_TYPES), name="pledge_type"),
+)
+
+pledges = Table(
+    "pledges", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("nice_class", Integer, nullable=True),
+    Column("registration_no", String(60), nullable=False),
+    Column("registered_on", Date, nullable=False, index=True),
+    Column("appraised_value_fen", BigInteger, nullable=True),
+    CheckConstraint("kind IN ('patent', 'trademark')", name="kind"),
+    CheckConstraint("(kind = 'trademark') = (nice_class IS NOT NULL)", name="nice_class"),
 )
