@@ -97,15 +97,23 @@ def ensure_accounts(conn: Connection, specs: Iterable[AccountSpec]) -> dict[str,
     return ids
 
 
+def create_accounts(conn: Connection, specs: Sequence[AccountSpec]) -> dict[str, int]:
+    """Create accounts known to be new (e.g. a new loan's sub-ledgers) in one bulk insert."""
+    if not specs:
+        return {}
+    result = conn.execute(insert(accounts).returning(accounts.c.id, sort_by_parameter_order=True),
+                          [_account_row(spec) for spec in specs])
+    return {spec.code: row.id for spec, row in zip(specs, result)}
+
+
 def _account_row(spec: AccountSpec) -> dict:
     assert spec.kind in NORMAL_SIGN, f"unknown account kind {spec.kind}"
-    row = {"code": spec.code, "name": spec.name, "kind": spec.kind, "purpose": spec.purpose,
-           "currency": spec.currency, "institution_id": spec.institution_id,
-           "created_at": utcnow()}
-    for owner in ("borrower_id", "program_id", "loan_id"):
-        if getattr(spec, owner) is not None:
-            row[owner] = getattr(spec, owner)
-    return row
+    owners = [spec.institution_id, spec.borrower_id, spec.program_id]
+    assert sum(owner is not None for owner in owners) == 1, f"{spec.code} needs exactly one owner"
+    return {"code": spec.code, "name": spec.name, "kind": spec.kind, "purpose": spec.purpose,
+            "currency": spec.currency, "institution_id": spec.institution_id,
+            "borrower_id": spec.borrower_id, "program_id": spec.program_id,
+            "loan_id": spec.loan_id, "created_at": utcnow()}
 
 
 def _insert_ignoring_duplicates(conn: Connection, table):
@@ -203,13 +211,10 @@ def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
 
 
 def _entry_row(draft: EntryDraft, actor: Actor, recorded_at) -> dict:
-    row = {"kind": draft.kind, "effective_on": draft.effective_on, "recorded_at": recorded_at,
-           "actor_key_id": actor.key_id, "institution_id": actor.institution_id,
-           "idempotency_key": actor.idempotency_key, "reverses_id": draft.reverses_id,
-           "memo": draft.memo}
-    if draft.loan_id is not None:
-        row["loan_id"] = draft.loan_id
-    return row
+    return {"kind": draft.kind, "effective_on": draft.effective_on, "recorded_at": recorded_at,
+            "actor_key_id": actor.key_id, "institution_id": actor.institution_id,
+            "idempotency_key": actor.idempotency_key, "reverses_id": draft.reverses_id,
+            "memo": draft.memo, "loan_id": draft.loan_id}
 
 
 # --- reversal -------------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def reverse_entry(conn: Connection, entry_id: int, effective_on: date, actor: Ac
         select(postings).where(postings.c.entry_id == entry_id).order_by(postings.c.id)))
     draft = EntryDraft(kind="reversal", effective_on=effective_on, lines=lines,
                        memo=memo or f"reversal of entry {entry_id}", reverses_id=entry_id,
-                       loan_id=original.get("loan_id"))
+                       loan_id=original["loan_id"])
     return post_entry(conn, draft, actor)
 
 

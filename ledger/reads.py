@@ -12,23 +12,47 @@ from sqlalchemy import Connection, exists, or_, select, true
 
 from ledger.errors import NotFound
 from ledger.journal import balance_fen, normal_balance_fen
-from ledger.schema import accounts, entries, institutions, postings
+from ledger.schema import (accounts, borrowers, entries, institutions, loans, postings,
+                           program_parties, programs)
 
 
 @dataclass(frozen=True)
 class ReadScope:
-    """All accounts (both None), one institution's accounts, or those of a region ('' = all)."""
+    """What one reader may see: everything (no fields set), one institution's own books
+    (`institution_id`; as a lender, or as a programme party when `party` is set), or a region
+    (`region_prefix`, '' meaning the country)."""
 
     institution_id: int | None = None
     region_prefix: str | None = None
+    party: bool = False
+
+    def loan_condition(self):
+        """Loans visible: a bank's own; a party's programmes'; a region's borrowers'."""
+        if self.institution_id is not None:
+            if self.party:
+                versions = select(program_parties.c.program_version_id).where(
+                    program_parties.c.institution_id == self.institution_id)
+                return loans.c.program_version_id.in_(versions)
+            return loans.c.bank_id == self.institution_id
+        if self.region_prefix:
+            return loans.c.borrower_region.like(f"{self.region_prefix}%")
+        return true()
 
     def account_condition(self):
+        """Accounts visible: the institution's own and its loans' sub-ledgers; or, for a
+        region, those of institutions, borrowers and programmes in it."""
         if self.institution_id is not None:
-            return accounts.c.institution_id == self.institution_id
+            own = accounts.c.institution_id == self.institution_id
+            if self.party:
+                return own
+            lent = select(loans.c.id).where(loans.c.bank_id == self.institution_id)
+            return or_(own, accounts.c.loan_id.in_(lent))
         if self.region_prefix:
-            in_region = select(institutions.c.id).where(
-                institutions.c.region.like(f"{self.region_prefix}%"))
-            return accounts.c.institution_id.in_(in_region)
+            like = f"{self.region_prefix}%"
+            return or_(
+                accounts.c.institution_id.in_(select(institutions.c.id).where(institutions.c.region.like(like))),
+                accounts.c.borrower_id.in_(select(borrowers.c.id).where(borrowers.c.region.like(like))),
+                accounts.c.program_id.in_(select(programs.c.id).where(programs.c.region.like(like))))
         return true()
 
 

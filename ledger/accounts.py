@@ -1,0 +1,67 @@
+"""The chart of accounts: which accounts exist, who owns them, and their codes.
+
+Every entry moves money between accounts named here, and each owner's own postings in an
+entry balance on their own (the bank's books balance, the borrower's books balance):
+- institution: `settlement` (asset: cash at the clearing bank), `interest_income` (income),
+  `fund_contributions` (expense: what a bureau paid into pools);
+- borrower: `cash` (asset), `interest_expense` and `fees:<kind>` (expense);
+- loan sub-ledgers: the bank's `receivable` (asset) and the borrower's `payable` (liability);
+  the receivable's balance IS the loan's outstanding principal;
+- programme fund: `fund` (asset: the pool's money) and `fund_capital` (equity: contributed).
+"""
+from __future__ import annotations
+
+from ledger.journal import AccountSpec
+
+FEE_KINDS = ("premium", "guarantee_fee", "appraisal_fee")
+
+
+def settlement(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:settlement", "Settlement", "asset", "settlement",
+                       institution_id=institution_id)
+
+
+def interest_income(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:interest_income", "Interest income", "income",
+                       "interest_income", institution_id=institution_id)
+
+
+def fund_contributions(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:fund_contributions", "Contributions to pools",
+                       "expense", "fund_contributions", institution_id=institution_id)
+
+
+def borrower_cash(borrower_id: int) -> AccountSpec:
+    return AccountSpec(f"borrower:{borrower_id}:cash", "Borrower cash", "asset", "cash",
+                       borrower_id=borrower_id)
+
+
+def borrower_interest_expense(borrower_id: int) -> AccountSpec:
+    return AccountSpec(f"borrower:{borrower_id}:interest_expense", "Interest expense", "expense",
+                       "interest_expense", borrower_id=borrower_id)
+
+
+def borrower_fees(borrower_id: int, fee_kind: str) -> AccountSpec:
+    assert fee_kind in FEE_KINDS
+    return AccountSpec(f"borrower:{borrower_id}:fees:{fee_kind}", f"Fees paid: {fee_kind}",
+                       "expense", f"fees_{fee_kind}", borrower_id=borrower_id)
+
+
+def loan_receivable(loan_id: int, bank_id: int) -> AccountSpec:
+    return AccountSpec(f"loan:{loan_id}:receivable", f"Loan {loan_id} receivable", "asset",
+                       "loans_receivable", institution_id=bank_id, loan_id=loan_id)
+
+
+def loan_payable(loan_id: int, borrower_id: int) -> AccountSpec:
+    return AccountSpec(f"loan:{loan_id}:payable", f"Loan {loan_id} payable", "liability",
+                       "loans_payable", borrower_id=borrower_id, loan_id=loan_id)
+
+
+def program_fund(program_id: int) -> AccountSpec:
+    return AccountSpec(f"program:{program_id}:fund", "Compensation fund", "asset", "fund_balance",
+                       program_id=program_id)
+
+
+def program_fund_capital(program_id: int) -> AccountSpec:
+    return AccountSpec(f"program:{program_id}:fund_capital", "Contributed fund capital", "equity",
+                       "fund_capital", program_id=program_id)

@@ -1,0 +1,362 @@
+"""Loans: IP pledge loans, their repayments and fees, each money event one journal entry.
+
+Guarantees
+- One path creates loans: `create_loans` takes a batch (a single post is a batch of one, the CSV
+  import and the batch API are batches of up to 10,000) and is all-or-nothing: every item is
+  validated, every error is reported with its field path, and nothing is written if any fails.
+- A loan binds to its programme's version in force on its start date and freezes its borrower's
+  size class (by the SME standard in force on the start date), SME flag, private flag, region
+  and industry; later borrower updates do not change them.
+- Disbursement, repayment and fee entries balance within each owner's books (see ledger.accounts).
+- Outstanding principal is the balance of the loan's receivable account, never a stored number;
+  the loan closes when a repayment brings it to zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ledger import accounts as chart
+from ledger.db import utcnow
+from ledger.errors import Conflict, FieldError, Invalid, NotFound
+from ledger.identifiers import normalize_credit_code
+from ledger.journal import (Actor, EntryDraft, Line, balance_fen, create_accounts,
+                            ensure_accounts, post_entries, post_entry)
+from ledger.parties import Borrower, borrowers_by_code
+from ledger.pledges import Pledge, parse_pledges, pledge_type
+from ledger.programs import load_programs, program_errors_for_loan
+from ledger.schema import (accounts, borrowers, entries, institutions, loans, pledges, postings,
+                           program_versions, programs)
+from ledger.sme import classify
+from ledger.validation import MISSING, Fields, raise_if_any
+
+LOAN_FIELDS = ("contract_no", "borrower", "program", "principal", "annual_rate", "start_date",
+               "maturity_date", "ip_share", "insured_amount", "pledges")
+MAX_BATCH = 10_000
+MAX_ANNUAL_RATE = Decimal("1")
+
+
+@dataclass(frozen=True)
+class LoanDraft:
+    """A loan as posted, parsed and checked for form (not yet for references)."""
+
+    contract_no: str
+    borrower_code: str
+    program_code: str
+    principal_fen: int
+    annual_rate: Decimal
+    start_date: date
+    maturity_date: date
+    ip_share: Decimal | None
+    insured_amount_fen: int | None
+    pledges: tuple[Pledge, ...]
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+def parse_loan(raw: object, prefix: str, errors: list[FieldError]) -> LoanDraft | None:
+    before = len(errors)
+    f = Fields(raw, prefix, errors, LOAN_FIELDS)
+    contract_no = f.text("contract_no", 60)
+    borrower_code = _credit_code(f)
+    program_code = f.text("program", 60)
+    principal = f.money("principal", allow_zero=False)
+    rate = f.ratio("annual_rate", high=MAX_ANNUAL_RATE)
+    start, maturity = f.day("start_date"), f.day("maturity_date")
+    if start and maturity and maturity <= start:
+        f.add("maturity_date", "must be after start_date")
+    ip_share = f.ratio("ip_share", required=False, high=Decimal(1))
+    insured = f.money("insured_amount", required=False)
+    pledge_list = parse_pledges(f.raw.get("pledges"), f.path("pledges"), errors) if f.raw else []
+    if len(errors) > before:
+        return None
+    return LoanDraft(contract_no, borrower_code, program_code, principal, rate, start, maturity,
+                     ip_share, insured, tuple(pledge_list))
+
+
+def _credit_code(f: Fields) -> str | None:
+    raw = f.get("borrower")
+    if raw is MISSING:
+        return None
+    if not isinstance(raw, str):
+        f.add("borrower", "must be the borrower's unified social credit code")
+        return None
+    code = f.run("borrower", normalize_credit_code, raw, "borrower")
+    return None if code is MISSING else code
+
+
+def parse_batch(raw_items: object, prefix: str = "loans") -> list[LoanDraft]:
+    errors: list[FieldError] = []
+    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH:
+        raise Invalid.field(prefix or "loans", f"must list 1 to {MAX_BATCH} loans")
+    drafts = [parse_loan(item, f"{prefix}.{i}" if prefix else "", errors)
+              for i, item in enumerate(raw_items)]
+    raise_if_any(errors)
+    return drafts
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
+                 prefix: str = "loans", today: date | None = None) -> list[int]:
+    """Validate and create every loan of the batch, with pledges and disbursement entries."""
+    drafts = parse_batch(raw_items, prefix)
+    borrowers_found = borrowers_by_code(conn, {d.borrower_code for d in drafts})
+    programs_found = load_programs(conn, {d.program_code for d in drafts})
+    bindings = _bind(drafts, borrowers_found, programs_found, prefix)
+    _check_contract_numbers(conn, bank_id, drafts, prefix)
+    rows = [_loan_row(bank_id, draft, *binding, actor) for draft, binding in zip(drafts, bindings)]
+    try:
+        loan_ids = [row.id for row in conn.execute(
+            insert(loans).returning(loans.c.id, sort_by_parameter_order=True), rows)]
+    except IntegrityError as exc:  # a concurrent post of the same contract number
+        raise Conflict("a contract number of this batch was just used by another request") from exc
+    _insert_pledges(conn, loan_ids, drafts)
+    _disburse(conn, bank_id, loan_ids, drafts, [b[0] for b in bindings], actor)
+    return loan_ids
+
+
+def _bind(drafts, borrowers_found, programs_found, prefix):
+    errors: list[FieldError] = []
+    bindings = []
+    for i, draft in enumerate(drafts):
+        where = f"{prefix}.{i}" if prefix else ""
+        borrower = borrowers_found.get(draft.borrower_code)
+        if borrower is None:
+            errors.append(FieldError(f"{where}.borrower" if where else "borrower",
+                                     f"borrower {draft.borrower_code} is not registered; POST /v1/borrowers first"))
+        version, program_errors = program_errors_for_loan(
+            programs_found.get(draft.program_code), draft.program_code, draft.start_date,
+            borrower.facts.region if borrower else None, where)
+        errors.extend(program_errors)
+        size = None
+        if borrower is not None:
+            try:
+                size = classify(borrower.facts.industry, borrower.facts.employees,
+                                borrower.facts.revenue_fen, borrower.facts.total_assets_fen,
+                                on=draft.start_date)
+            except Invalid as error:
+                errors.append(FieldError(f"{where}.start_date" if where else "start_date", error.detail))
+        program = programs_found.get(draft.program_code)
+        bindings.append((borrower, program, version, size))
+    raise_if_any(errors)
+    return bindings
+
+
+def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
+    errors, seen = [], {}
+    for i, draft in enumerate(drafts):
+        where = f"{prefix}.{i}.contract_no" if prefix else "contract_no"
+        if draft.contract_no in seen:
+            errors.append(FieldError(where, f"repeats item {seen[draft.contract_no]} of this batch"))
+        seen.setdefault(draft.contract_no, i)
+    raise_if_any(errors)
+    numbers = list(seen)
+    taken = set()
+    for start in range(0, len(numbers), 5000):
+        taken |= {row.contract_no for row in conn.execute(select(loans.c.contract_no).where(
+            loans.c.bank_id == bank_id, loans.c.contract_no.in_(numbers[start:start + 5000])))}
+    if taken:
+        conflicts = [FieldError(f"{prefix}.{seen[n]}.contract_no" if prefix else "contract_no",
+                                f"contract {n} is already booked by this bank") for n in sorted(taken)]
+        raise Conflict(conflicts[0].message if len(conflicts) == 1
+                       else f"{len(conflicts)} contract numbers are already booked", conflicts)
+
+
+def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, program, version, size, actor: Actor) -> dict:
+    return {
+        "bank_id": bank_id, "contract_no": draft.contract_no, "borrower_id": borrower.id,
+        "program_id": program.id, "program_version_id": version.id,
+        "principal_fen": draft.principal_fen, "annual_rate": str(draft.annual_rate),
+        "start_date": draft.start_date, "maturity_date": draft.maturity_date,
+        "ip_share": None if draft.ip_share is None else str(draft.ip_share),
+        "insured_amount_fen": draft.insured_amount_fen, "pledge_type": pledge_type(list(draft.pledges)),
+        "borrower_size_class": size.size_class, "borrower_sme": size.sme,
+        "borrower_private": borrower.facts.private, "borrower_region": borrower.facts.region,
+        "borrower_industry": borrower.facts.industry, "size_standard": size.standard,
+        "status": "active", "closed_on": None, "created_by_key_id": actor.key_id, "created_at": utcnow()}
+
+
+def _insert_pledges(conn, loan_ids: list[int], drafts: list[LoanDraft]) -> None:
+    rows = [{"loan_id": loan_id, "position": position, "kind": p.kind, "number": p.number,
+             "nice_class": p.nice_class, "registration_no": p.registration_no,
+             "registered_on": p.registered_on, "appraised_value_fen": p.appraised_value_fen}
+            for loan_id, draft in zip(loan_ids, drafts) for position, p in enumerate(draft.pledges)]
+    conn.execute(insert(pledges), rows)
+
+
+def _disburse(conn, bank_id: int, loan_ids, drafts, borrower_list, actor: Actor) -> None:
+    """One `loan_disbursed` entry per loan: the bank lends from settlement, the borrower receives."""
+    shared = [chart.settlement(bank_id)] + [chart.borrower_cash(b.id) for b in {b.id: b for b in borrower_list}.values()]
+    shared_ids = ensure_accounts(conn, shared)
+    own = [spec for loan_id, borrower in zip(loan_ids, borrower_list)
+           for spec in (chart.loan_receivable(loan_id, bank_id), chart.loan_payable(loan_id, borrower.id))]
+    own_ids = create_accounts(conn, own)
+    settlement = shared_ids[chart.settlement(bank_id).code]
+    drafts_out = []
+    for loan_id, draft, borrower in zip(loan_ids, drafts, borrower_list):
+        p = draft.principal_fen
+        lines = (Line(own_ids[f"loan:{loan_id}:receivable"], p), Line(settlement, -p),
+                 Line(shared_ids[chart.borrower_cash(borrower.id).code], p),
+                 Line(own_ids[f"loan:{loan_id}:payable"], -p))
+        drafts_out.append(EntryDraft("loan_disbursed", draft.start_date, lines,
+                                     memo=f"contract {draft.contract_no}", loan_id=loan_id))
+    post_entries(conn, drafts_out, actor)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def outstanding_fen(conn: Connection, loan_ids: list[int], as_of: date | None = None) -> dict[int, int]:
+    """Outstanding principal per loan: the balance of its receivable account (one query)."""
+    query = (select(accounts.c.loan_id, func.coalesce(func.sum(postings.c.amount_fen), 0))
+             .select_from(accounts).join(postings, postings.c.account_id == accounts.c.id)
+             .where(accounts.c.loan_id.in_(loan_ids), accounts.c.purpose == "loans_receivable")
+             .group_by(accounts.c.loan_id))
+    if as_of is not None:
+        query = query.join(entries, entries.c.id == postings.c.entry_id).where(entries.c.effective_on <= as_of)
+    found = {loan_id: int(total) for loan_id, total in conn.execute(query)}
+    return {loan_id: found.get(loan_id, 0) for loan_id in loan_ids}
+
+
+def _loan_query():
+    return (select(loans, borrowers.c.credit_code.label("borrower"), programs.c.code.label("program"),
+                   institutions.c.code.label("bank"))
+            .join(borrowers, borrowers.c.id == loans.c.borrower_id)
+            .join(programs, programs.c.id == loans.c.program_id)
+            .join(institutions, institutions.c.id == loans.c.bank_id))
+
+
+def list_loans(conn: Connection, condition, *, status: str | None = None, program: str | None = None,
+               region_prefix: str = "", after_id: int = 0, limit: int = 50) -> list[dict]:
+    query = _loan_query().where(condition, loans.c.id > after_id)
+    if status:
+        query = query.where(loans.c.status == status)
+    if program:
+        query = query.where(programs.c.code == program)
+    if region_prefix:
+        query = query.where(loans.c.borrower_region.like(f"{region_prefix}%"))
+    rows = [dict(row) for row in conn.execute(query.order_by(loans.c.id).limit(limit)).mappings()]
+    return _with_details(conn, rows, events=False)
+
+
+def get_loan(conn: Connection, loan_id: int, condition, events: bool = True) -> dict:
+    row = conn.execute(_loan_query().where(loans.c.id == loan_id, condition)).mappings().first()
+    if row is None:
+        raise NotFound(f"loan {loan_id} does not exist")
+    return _with_details(conn, [dict(row)], events=events)[0]
+
+
+def _with_details(conn, rows: list[dict], events: bool) -> list[dict]:
+    if not rows:
+        return rows
+    ids = [row["id"] for row in rows]
+    balances = outstanding_fen(conn, ids)
+    by_loan: dict[int, list] = {loan_id: [] for loan_id in ids}
+    for pledge in conn.execute(select(pledges).where(pledges.c.loan_id.in_(ids))
+                               .order_by(pledges.c.loan_id, pledges.c.position)).mappings():
+        by_loan[pledge["loan_id"]].append(dict(pledge))
+    versions = _version_numbers(conn, {row["program_version_id"] for row in rows})
+    for row in rows:
+        row["outstanding_principal_fen"] = balances[row["id"]]
+        row["pledges"] = by_loan[row["id"]]
+        row["program_version"] = versions[row["program_version_id"]]
+        if events:
+            row["events"] = loan_events(conn, row["id"])
+    return rows
+
+
+def _version_numbers(conn, version_ids) -> dict[int, int]:
+    rows = conn.execute(select(program_versions.c.id, program_versions.c.version)
+                        .where(program_versions.c.id.in_(list(version_ids))))
+    return {row.id: row.version for row in rows}
+
+
+def loan_events(conn: Connection, loan_id: int) -> list[dict]:
+    """Every entry made for the loan, in order, with its postings."""
+    rows = conn.execute(select(entries.c.id, entries.c.kind, entries.c.effective_on, entries.c.recorded_at,
+                               entries.c.memo, entries.c.reverses_id, postings.c.account_id,
+                               accounts.c.code, postings.c.amount_fen)
+                        .join(postings, postings.c.entry_id == entries.c.id)
+                        .join(accounts, accounts.c.id == postings.c.account_id)
+                        .where(entries.c.loan_id == loan_id).order_by(entries.c.id, postings.c.id))
+    events: dict[int, dict] = {}
+    for row in rows:
+        event = events.setdefault(row.id, {"entry": row.id, "kind": row.kind, "effective_on": row.effective_on,
+                                           "recorded_at": row.recorded_at, "memo": row.memo,
+                                           "reverses": row.reverses_id, "postings": []})
+        event["postings"].append({"account": row.account_id, "account_code": row.code,
+                                  "amount_fen": row.amount_fen})
+    return list(events.values())
+
+
+# --- repayments and fees ----------------------------------------------------------------------
+
+def _lock_loan(conn: Connection, loan_id: int, bank_id: int):
+    """Lock the loan row first (the fixed order: loan, then accounts) so concurrent postings
+    to one loan serialise; another bank's loan is reported as missing."""
+    row = conn.execute(select(loans).where(loans.c.id == loan_id, loans.c.bank_id == bank_id)
+                       .with_for_update()).first()
+    if row is None:
+        raise NotFound(f"loan {loan_id} does not exist")
+    return row
+
+
+def _not_future(day: date, field: str, today: date | None) -> None:
+    if day > (today or date.today()):
+        raise Invalid.field(field, "cannot be in the future")
+
+
+def record_repayment(conn: Connection, loan_id: int, bank_id: int, paid_on: date, principal_fen: int,
+                     interest_fen: int, actor: Actor, today: date | None = None) -> dict:
+    loan = _lock_loan(conn, loan_id, bank_id)
+    if loan.status != "active":
+        raise Conflict(f"loan {loan_id} is {loan.status}; repayments are posted to active loans")
+    if paid_on < loan.start_date:
+        raise Invalid.field("paid_on", f"is before the loan's start date {loan.start_date.isoformat()}")
+    _not_future(paid_on, "paid_on", today)
+    if principal_fen == 0 and interest_fen == 0:
+        raise Invalid.field("principal", "a repayment needs principal or interest")
+    outstanding = outstanding_fen(conn, [loan_id])[loan_id]
+    if principal_fen > outstanding:
+        raise Invalid.field("principal", f"exceeds the outstanding principal {outstanding / 100:.2f}")
+    specs = {"settlement": chart.settlement(bank_id), "income": chart.interest_income(bank_id),
+             "cash": chart.borrower_cash(loan.borrower_id),
+             "expense": chart.borrower_interest_expense(loan.borrower_id),
+             "receivable": chart.loan_receivable(loan_id, bank_id),
+             "payable": chart.loan_payable(loan_id, loan.borrower_id)}
+    ids = ensure_accounts(conn, specs.values())
+    a = {name: ids[spec.code] for name, spec in specs.items()}
+    paid = principal_fen + interest_fen
+    lines = [Line(a["settlement"], paid), Line(a["receivable"], -principal_fen),
+             Line(a["income"], -interest_fen), Line(a["payable"], principal_fen),
+             Line(a["expense"], interest_fen), Line(a["cash"], -paid)]
+    entry_id = post_entry(conn, EntryDraft("repayment", paid_on, tuple(l for l in lines if l.amount_fen),
+                                           loan_id=loan_id), actor)
+    remaining = outstanding - principal_fen
+    if remaining == 0:
+        conn.execute(update(loans).where(loans.c.id == loan_id).values(status="closed", closed_on=paid_on))
+    return {"entry": entry_id, "loan": loan_id, "paid_on": paid_on, "principal_fen": principal_fen,
+            "interest_fen": interest_fen, "outstanding_principal_fen": remaining,
+            "status": "closed" if remaining == 0 else loan.status}
+
+
+def record_fee(conn: Connection, loan_id: int, bank_id: int, kind: str, amount_fen: int,
+               paid_on: date, actor: Actor, today: date | None = None) -> dict:
+    """A fee the borrower paid (premium, guarantee fee, appraisal fee): the basis of fee subsidies.
+    It may precede the start date (appraisal and premium are often paid before disbursement)."""
+    loan = _lock_loan(conn, loan_id, bank_id)
+    if kind not in chart.FEE_KINDS:
+        raise Invalid.field("kind", f"must be one of: {', '.join(chart.FEE_KINDS)}")
+    if amount_fen <= 0:
+        raise Invalid.field("amount", "must be greater than zero")
+    _not_future(paid_on, "paid_on", today)
+    specs = [chart.borrower_fees(loan.borrower_id, kind), chart.borrower_cash(loan.borrower_id)]
+    ids = ensure_accounts(conn, specs)
+    entry_id = post_entry(conn, EntryDraft(
+        f"{kind}_paid", paid_on, (Line(ids[specs[0].code], amount_fen), Line(ids[specs[1].code], -amount_fen)),
+        loan_id=loan_id), actor)
+    return {"entry": entry_id, "loan": loan_id, "kind": kind, "amount_fen": amount_fen, "paid_on": paid_on}

@@ -1,0 +1,222 @@
+"""Programmes: risk-sharing schemes with versioned terms, and their compensation fund.
+
+Guarantees
+- Terms are validated in full (ledger.terms) before storage and stored canonically; readers get
+  typed `Terms`, never raw dicts.
+- Versions only append: a new version takes effect after the latest one's start, and implicitly
+  ends its predecessor the day before. A loan binds to the version in force on its start date.
+- A programme is in force on a day if a version covers that day (`effective_to` inclusive).
+- Fund contributions are journal entries: the pool fund (an asset owned by the programme) rises
+  and the contributor's settlement account pays.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ledger import accounts as chart
+from ledger.db import utcnow
+from ledger.errors import Conflict, FieldError, Invalid, NotFound
+from ledger.identifiers import region_covers, validate_region
+from ledger.journal import Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry
+from ledger.schema import (entries, institutions, postings, program_parties, program_versions,
+                           programs)
+from ledger.terms import Terms, parse_terms, terms_to_dict
+
+CODE_MAX = 60
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    version: int
+    effective_from: date
+    effective_to: date | None
+    terms: Terms
+
+
+@dataclass(frozen=True)
+class Program:
+    id: int
+    code: str
+    name: str
+    region: str
+    versions: tuple[Version, ...]  # oldest first
+
+    def version_on(self, day: date) -> Version | None:
+        """The version in force on `day`, or None if the programme is not in force then."""
+        current = None
+        for version in self.versions:
+            if version.effective_from <= day:
+                current = version
+        if current is None or (current.effective_to is not None and day > current.effective_to):
+            return None
+        return current
+
+    def covers_region(self, region: str) -> bool:
+        return region_covers(self.region, region)
+
+
+def _institution_kinds(conn: Connection) -> dict[str, str]:
+    return {row.code: row.kind for row in conn.execute(select(institutions.c.code, institutions.c.kind))}
+
+
+def _check_window(effective_from, effective_to) -> None:
+    if not isinstance(effective_from, date):
+        raise Invalid.field("effective_from", "a date written YYYY-MM-DD is required")
+    if effective_to is not None and effective_to < effective_from:
+        raise Invalid.field("effective_to", "must not be before effective_from")
+
+
+def create_program(conn: Connection, code: str, name: str, region: str, effective_from: date,
+                   effective_to: date | None, raw_terms: object, actor: Actor) -> Program:
+    if not isinstance(code, str) or not 1 <= len(code) <= CODE_MAX or not code.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise Invalid.field("code", f"1-{CODE_MAX} letters, digits, '-', '_' or '.'")
+    region = validate_region(region)
+    _check_window(effective_from, effective_to)
+    terms = parse_terms(raw_terms, _institution_kinds(conn))
+    if conn.execute(select(programs.c.id).where(programs.c.code == code)).first():
+        raise Conflict(f"programme {code} already exists")
+    try:
+        program_id = conn.execute(insert(programs).values(
+            code=code, name=name, region=region, created_by_key_id=actor.key_id,
+            created_at=utcnow())).inserted_primary_key[0]
+    except IntegrityError as exc:
+        raise Conflict(f"programme {code} already exists") from exc
+    _insert_version(conn, program_id, 1, effective_from, effective_to, terms, actor)
+    return get_program(conn, code)
+
+
+def add_version(conn: Connection, code: str, effective_from: date, effective_to: date | None,
+                raw_terms: object, actor: Actor) -> Program:
+    program = get_program(conn, code, lock=True)
+    _check_window(effective_from, effective_to)
+    latest = program.versions[-1]
+    if effective_from <= latest.effective_from:
+        raise Invalid.field("effective_from", f"must be after the latest version's start "
+                                              f"({latest.effective_from.isoformat()})")
+    terms = parse_terms(raw_terms, _institution_kinds(conn))
+    _insert_version(conn, program.id, latest.version + 1, effective_from, effective_to, terms, actor)
+    return get_program(conn, code)
+
+
+def _insert_version(conn, program_id: int, number: int, effective_from: date,
+                    effective_to: date | None, terms: Terms, actor: Actor) -> None:
+    version_id = conn.execute(insert(program_versions).values(
+        program_id=program_id, version=number, effective_from=effective_from,
+        effective_to=effective_to, terms_json=json.dumps(terms_to_dict(terms), sort_keys=True),
+        created_by_key_id=actor.key_id, created_at=utcnow())).inserted_primary_key[0]
+    ids = {row.code: row.id for row in conn.execute(select(institutions.c.code, institutions.c.id)
+                                                    .where(institutions.c.code.in_([p.institution for p in terms.parties])))}
+    if terms.parties:
+        conn.execute(insert(program_parties), [
+            {"program_version_id": version_id, "institution_id": ids[party.institution],
+             "position": position, "role": party.role}
+            for position, party in enumerate(terms.parties)])
+
+
+def get_program(conn: Connection, code: str, lock: bool = False) -> Program:
+    return load_programs(conn, [code], lock=lock).get(code) or _not_found(code)
+
+
+def _not_found(code: str):
+    raise NotFound(f"programme {code} does not exist")
+
+
+def load_programs(conn: Connection, codes, lock: bool = False) -> dict[str, Program]:
+    """Programmes by code with all their versions (two queries, whatever the count)."""
+    query = select(programs).where(programs.c.code.in_(list(codes)))
+    if lock:
+        query = query.with_for_update()
+    heads = conn.execute(query).all()
+    if not heads:
+        return {}
+    versions: dict[int, list[Version]] = {head.id: [] for head in heads}
+    for row in conn.execute(select(program_versions).where(program_versions.c.program_id.in_(list(versions)))
+                            .order_by(program_versions.c.program_id, program_versions.c.version)):
+        versions[row.program_id].append(Version(row.id, row.version, row.effective_from, row.effective_to,
+                                                parse_terms(json.loads(row.terms_json), None)))
+    return {head.code: Program(head.id, head.code, head.name, head.region,
+                               tuple(_close_superseded(versions[head.id]))) for head in heads}
+
+
+def _close_superseded(versions: list[Version]) -> list[Version]:
+    """A version ends the day before its successor starts (if it did not end earlier)."""
+    closed = []
+    for current, following in zip(versions, versions[1:] + [None]):
+        end = current.effective_to
+        if following is not None:
+            implicit = following.effective_from - timedelta(days=1)
+            end = implicit if end is None else min(end, implicit)
+        closed.append(Version(current.id, current.version, current.effective_from, end, current.terms))
+    return closed
+
+
+def list_programs(conn: Connection, region_prefix: str = "", after_id: int = 0, limit: int = 50) -> list[Program]:
+    query = select(programs.c.code).where(programs.c.id > after_id)
+    if region_prefix:
+        query = query.where(programs.c.region.like(f"{region_prefix}%"))
+    codes = [row.code for row in conn.execute(query.order_by(programs.c.id).limit(limit))]
+    loaded = load_programs(conn, codes)
+    return sorted(loaded.values(), key=lambda p: p.id)
+
+
+# --- the fund ---------------------------------------------------------------------------------
+
+def contribute(conn: Connection, code: str, contributor_id: int, amount_fen: int, on: date,
+               actor: Actor) -> dict:
+    """Top up the programme's compensation fund from the contributor's settlement account."""
+    if amount_fen <= 0:
+        raise Invalid.field("amount", "must be greater than zero")
+    program = get_program(conn, code)
+    specs = [chart.program_fund(program.id), chart.program_fund_capital(program.id),
+             chart.fund_contributions(contributor_id), chart.settlement(contributor_id)]
+    ids = ensure_accounts(conn, specs)
+    fund, capital, expense, settlement = (ids[s.code] for s in specs)
+    entry_id = post_entry(conn, EntryDraft(
+        "fund_contribution", on, (Line(fund, amount_fen), Line(capital, -amount_fen),
+                                  Line(expense, amount_fen), Line(settlement, -amount_fen)),
+        memo=f"contribution to {code}"), actor)
+    return {"entry": entry_id, "program": code, "amount_fen": amount_fen, "on": on,
+            "balance_fen": balance_fen(conn, fund)}
+
+
+def fund_statement(conn: Connection, code: str, as_of: date | None = None) -> dict:
+    """The fund's balance (from postings) and every movement, oldest first."""
+    program = get_program(conn, code)
+    fund_id = ensure_accounts(conn, [chart.program_fund(program.id)])[chart.program_fund(program.id).code]
+    query = (select(entries.c.id, entries.c.kind, entries.c.effective_on, entries.c.memo,
+                    postings.c.amount_fen)
+             .join(postings, postings.c.entry_id == entries.c.id)
+             .where(postings.c.account_id == fund_id).order_by(entries.c.effective_on, entries.c.id))
+    if as_of is not None:
+        query = query.where(entries.c.effective_on <= as_of)
+    movements, running = [], 0
+    for row in conn.execute(query):
+        running += row.amount_fen
+        movements.append({"entry": row.id, "kind": row.kind, "on": row.effective_on,
+                          "memo": row.memo, "amount_fen": row.amount_fen, "balance_fen": running})
+    assert running == balance_fen(conn, fund_id, as_of), "fund statement must equal the journal"
+    return {"program": code, "account": fund_id, "as_of": as_of, "balance_fen": running,
+            "movements": movements}
+
+
+def program_errors_for_loan(program: Program | None, code: str, start: date | None, region: str | None,
+                            prefix: str) -> tuple[Version | None, list[FieldError]]:
+    """Whether a loan may bind to this programme: it exists, is in force, and covers the region."""
+    field = f"{prefix}.program" if prefix else "program"
+    if program is None:
+        return None, [FieldError(field, f"programme {code} does not exist")]
+    if start is None:
+        return None, []
+    version = program.version_on(start)
+    if version is None:
+        return None, [FieldError(field, f"programme {code} is not in force on {start.isoformat()}")]
+    if region is not None and not program.covers_region(region):
+        return None, [FieldError(field, f"programme {code} (region {program.region}) does not "
+                                        f"cover the borrower's region {region}")]
+    return version, []
