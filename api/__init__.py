@@ -94,8 +94,8 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import accounts, health, institutions, journal
-    for module in (health, institutions, accounts, journal):
+    from api import accounts, borrowers, health, institutions, journal, loans, programs, rates
+    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal):
         api.register_blueprint(module.blp)
 
 

@@ -13,6 +13,7 @@ from flask import g, request
 from api.db import read
 from api.problems import problem
 from ledger.identifiers import region_covers, region_prefix
+from ledger.journal import Actor
 from ledger.keys import Principal, authenticate
 
 READ_EVERYTHING = ("admin",)
@@ -42,6 +43,12 @@ def _unauthorized(detail: str):
 
 def principal() -> Principal:
     return g.principal
+
+
+def actor() -> Actor:
+    """The caller as the journal records it: key, institution, idempotency key."""
+    who = g.principal
+    return Actor(who.key_id, who.institution_id, request.headers.get("Idempotency-Key"))
 
 
 def require(*roles: str):

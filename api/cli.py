@@ -1,4 +1,5 @@
-"""The `ipledger` command line (click): serve, scheduler, db, keys, institutions, verify."""
+"""The `ipledger` command line (click): serve, scheduler, db, keys, institutions, rates,
+import, demo, verify. Thin: each command calls the domain in one transaction."""
 from __future__ import annotations
 
 import json
@@ -50,11 +51,90 @@ def serve(host: str, port: int, demo: bool, no_scheduler: bool) -> None:
 
 
 def _run_demo(engine) -> None:
+    from ledger import demo
+    from ledger.errors import Conflict
+    bars: dict = {}
+
+    def progress(step: str, done: int, total: int) -> None:
+        if step not in bars:
+            for bar in bars.values():
+                bar.render_finish()
+            bars[step] = click.progressbar(length=total, label=f"{step:<16}")
+            bars[step].__enter__()
+        bar = bars[step]
+        bar.update(done - bar.pos)
+
     try:
-        from ledger import demo
-    except ImportError:  # pragma: no cover - until the demo module exists
-        raise click.ClickException("demo data is not available in this version")
-    demo.run_cli(engine)
+        summary = demo.run(engine, progress=progress)
+    except Conflict as error:
+        click.echo(f"demo skipped: {error.detail}", err=True)
+        return
+    finally:
+        for bar in bars.values():
+            bar.render_finish()
+    click.echo("demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@main.command()
+def demo() -> None:
+    """Fill an empty database with a realistic demo book (banks, programmes, loans...)."""
+    engine = _engine()
+    upgrade_to_head(engine)
+    _run_demo(engine)
+
+
+@main.group("import")
+def import_() -> None:
+    """Bulk imports."""
+
+
+@import_.command("loans")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--bank", required=True, help="Code of the lending bank.")
+def import_loans(path: str, bank: str) -> None:
+    """Import loans from a CSV file (docs/loans-csv.md), all or nothing."""
+    from ledger.loan_import import import_loans as run_import, read_file, read_loans
+    with read_file(path) as handle:
+        rows = list(handle)
+    try:
+        total = len(read_loans(rows))
+        with click.progressbar(length=total, label="importing loans") as bar:
+            count = run_import(_engine(), bank, rows, progress=bar.update)
+    except DomainError as error:
+        for item in error.errors[:50]:
+            click.echo(f"  {item.field}: {item.message}", err=True)
+        if len(error.errors) > 50:
+            click.echo(f"  ... and {len(error.errors) - 50} more", err=True)
+        raise click.ClickException(f"nothing imported: {error.detail if not error.errors else str(len(error.errors)) + ' error(s)'}")
+    click.echo(f"imported {count} loans for {bank}")
+
+
+@main.group()
+def rates() -> None:
+    """Reference rates (one-year LPR by month)."""
+
+
+@rates.command("set")
+@click.argument("month")
+@click.argument("rate")
+@click.option("--name", default="LPR1Y", show_default=True)
+def rates_set(month: str, rate: str, name: str) -> None:
+    """Record a month's published value, e.g. `ipledger rates set 2025-06 0.0300`."""
+    from ledger.rates import record_rate
+    try:
+        recorded, created = run_in_transaction(_engine(), lambda conn: record_rate(conn, name, month, rate))
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"{name} {recorded.month} = {recorded.rate}" + ("" if created else " (already recorded)"))
+
+
+@rates.command("list")
+@click.option("--name", default="LPR1Y", show_default=True)
+def rates_list(name: str) -> None:
+    from ledger.rates import list_rates
+    with _engine().connect() as conn:
+        for rate in list_rates(conn, name):
+            click.echo(f"{rate.month}  {rate.rate}")
 
 
 @main.command()

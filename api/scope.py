@@ -3,6 +3,8 @@ from api.auth import principal
 from ledger.identifiers import region_prefix
 from ledger.reads import EVERYTHING, ReadScope
 
+PARTY_ROLES = ("insurer", "guarantor", "pool")
+
 
 def read_scope() -> ReadScope:
     who = principal()
@@ -11,4 +13,4 @@ def read_scope() -> ReadScope:
     if who.role in ("fiscal", "auditor"):
         prefix = region_prefix(who.region)
         return EVERYTHING if prefix == "" else ReadScope(region_prefix=prefix)
-    return ReadScope(institution_id=who.institution_id)
+    return ReadScope(institution_id=who.institution_id, party=who.role in PARTY_ROLES)

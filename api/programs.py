@@ -1,0 +1,168 @@
+"""`/v1/programs`: risk-sharing programmes, their versioned terms and their fund."""
+from flask import abort
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.auth import actor, may_see_region, principal, require
+from api.db import read, tx
+from api.fields import Money, Region
+from api.idempotency import write
+from api.pagination import PageArgs, page, page_schema
+from ledger import programs
+from ledger.terms import terms_to_dict
+
+blp = Blueprint("programs", __name__, url_prefix="/v1/programs",
+                description="Risk-sharing programmes, their versioned terms, and the compensation fund")
+ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
+
+
+class ProgramIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(1, 60), metadata={"example": "gz-ip-2023"})
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    region = Region(required=True)
+    effective_from = fields.Date(required=True)
+    effective_to = fields.Date(allow_none=True, load_default=None)
+    terms = fields.Dict(required=True, metadata={"description": "terms as in API.md: loss_base, "
+                        "trigger_overdue_days, coverage, parties, subsidies (validated in full)"})
+
+
+class VersionIn(Schema):
+    effective_from = fields.Date(required=True)
+    effective_to = fields.Date(allow_none=True, load_default=None)
+    terms = fields.Dict(required=True)
+
+
+class VersionOut(Schema):
+    version = fields.Integer()
+    effective_from = fields.Date()
+    effective_to = fields.Date(allow_none=True)
+    terms = fields.Dict()
+
+
+class ProgramOut(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    region = fields.String()
+    effective_from = fields.Date()
+    effective_to = fields.Date(allow_none=True)
+    versions = fields.List(fields.Nested(VersionOut))
+
+
+class ContributionIn(Schema):
+    amount = Money(required=True, allow_zero=False)
+    on = fields.Date(required=True)
+
+
+class ContributionOut(Schema):
+    entry = fields.Integer()
+    program = fields.String()
+    amount = Money(attribute="amount_fen")
+    on = fields.Date()
+    balance = Money(attribute="balance_fen", metadata={"description": "the fund's balance after it"})
+
+
+class MovementOut(Schema):
+    entry = fields.Integer()
+    kind = fields.String()
+    on = fields.Date()
+    memo = fields.String(allow_none=True)
+    amount = Money(attribute="amount_fen", allow_negative=True)
+    balance = Money(attribute="balance_fen", allow_negative=True)
+
+
+class FundOut(Schema):
+    program = fields.String()
+    account = fields.Integer()
+    as_of = fields.Date(allow_none=True)
+    balance = Money(attribute="balance_fen", allow_negative=True)
+    movements = fields.List(fields.Nested(MovementOut))
+
+
+class FundQuery(Schema):
+    as_of = fields.Date()
+
+
+def render(program: programs.Program) -> dict:
+    versions = [{"version": v.version, "effective_from": v.effective_from, "effective_to": v.effective_to,
+                 "terms": terms_to_dict(v.terms)} for v in program.versions]
+    return {"id": program.id, "code": program.code, "name": program.name, "region": program.region,
+            "effective_from": program.versions[0].effective_from,
+            "effective_to": program.versions[-1].effective_to, "versions": versions}
+
+
+def _check_fiscal_region(region: str):
+    who = principal()
+    if who.role == "fiscal" and not may_see_region(who, region):
+        abort(403, description=f"a fiscal bureau of region {who.region} cannot manage a programme of {region}")
+
+
+@blp.route("")
+class Programs(MethodView):
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(ProgramOut, "ProgramPage"))
+    @require(*ALL_ROLES)
+    def get(self, args):
+        with read() as conn:
+            rows = programs.list_programs(conn, after_id=args["after"], limit=args["limit"] + 1)
+        return page([render(p) for p in rows], args["limit"])
+
+    @require("admin", "fiscal")
+    @write("optional")
+    @blp.arguments(ProgramIn)
+    @blp.response(201, ProgramOut)
+    def post(self, data):
+        _check_fiscal_region(data["region"])
+        made = programs.create_program(tx(), data["code"], data["name"], data["region"], data["effective_from"],
+                                       data["effective_to"], data["terms"], actor())
+        return render(made), 201, {"Location": f"/v1/programs/{made.code}"}
+
+
+
+
+@blp.route("/<code>")
+@blp.response(200, ProgramOut)
+@require(*ALL_ROLES)
+def get_program(code):
+    with read() as conn:
+        return render(programs.get_program(conn, code))
+
+
+@blp.route("/<code>/versions", methods=["POST"])
+@require("admin", "fiscal")
+@write("optional")
+@blp.arguments(VersionIn)
+@blp.response(201, ProgramOut)
+def add_version(data, code):
+    _check_fiscal_region(programs.get_program(tx(), code).region)
+    updated = programs.add_version(tx(), code, data["effective_from"], data["effective_to"], data["terms"], actor())
+    return render(updated), 201
+
+
+@blp.route("/<code>/fund-contributions", methods=["POST"])
+@require("fiscal", "pool")
+@write("optional")
+@blp.arguments(ContributionIn)
+@blp.response(201, ContributionOut)
+def contribute(data, code):
+    program = programs.get_program(tx(), code)
+    who = principal()
+    if who.role == "fiscal":
+        _check_fiscal_region(program.region)
+    elif not any(p.institution == who.institution_code for v in program.versions for p in v.terms.parties):
+        abort(403, description=f"{who.institution_code} is not a party to programme {code}")
+    return programs.contribute(tx(), code, who.institution_id, data["amount"], data["on"], actor()), 201
+
+
+@blp.route("/<code>/fund")
+@blp.arguments(FundQuery, location="query")
+@blp.response(200, FundOut)
+@require("fiscal", "pool", "auditor", "admin")
+def fund(args, code):
+    with read() as conn:
+        program = programs.get_program(conn, code)
+        who = principal()
+        if who.role in ("fiscal", "auditor") and not may_see_region(who, program.region):
+            abort(404, description=f"programme {code} does not exist")
+        return programs.fund_statement(conn, code, args.get("as_of"))
