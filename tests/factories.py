@@ -62,3 +62,111 @@ def auth(role: str, institution_code: str | None = None) -> dict:
     if role != "admin" and institution_code is None:
         institution_code = InstitutionFactory(kind=role).code
     return {"Authorization": f"Bearer {make_key(role, institution_code)}"}
+
+
+# --- borrowers, programmes, loans -------------------------------------------------------------
+
+import random
+from datetime import date
+
+from ledger import loans as loan_domain, parties, programs
+from ledger.identifiers import credit_code_check_char, patent_check_char
+from ledger.journal import SYSTEM
+from ledger.money import format_yuan
+
+_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_rng = random.Random()
+
+
+def credit_code(region: str = "440106") -> str:
+    body = "91" + region + "".join(_rng.choice(_ALPHABET) for _ in range(9))
+    return body + credit_code_check_char(body)
+
+
+def patent_number() -> str:
+    digits = f"2019{_rng.randrange(10**8):08d}"
+    return f"ZL{digits}.{patent_check_char(digits)}"
+
+
+class BorrowerFactory(DomainFactory):
+    """A small private software firm in Guangzhou's Tianhe-like district unless told otherwise."""
+
+    class Meta:
+        model = staticmethod(lambda conn, **facts: parties.upsert_borrower(conn, parties.BorrowerFacts(**facts))[0])
+
+    credit_code = factory.LazyAttribute(lambda o: credit_code(o.region))
+    name = factory.LazyFunction(lambda: unique("Firm"))
+    region = "440106"
+    industry = "software_it"
+    employees = 50
+    revenue_fen = 8_000_000_00
+    total_assets_fen = 3_000_000_00
+    private = True
+
+
+def api_terms(insurer: str, pool: str, treasury: str) -> dict:
+    """The API.md example terms, with the given institutions."""
+    return {
+        "loss_base": "principal", "trigger_overdue_days": 90,
+        "coverage": {"ip_share": "ip_part_only", "require_stated_ip_share": True, "min_ip_share": "0.5",
+                     "max_covered_principal": "10000000.00",
+                     "max_covered_principal_per_borrower_year": "20000000.00"},
+        "parties": [
+            {"institution": insurer, "role": "insurer", "share": "0.30", "pays_first": True,
+             "caps": {"per_claim": "1000000.00"}},
+            {"institution": pool, "role": "pool", "share": "0.50",
+             "share_tiers": [{"up_to": "5000000.00", "share": "0.50"}, {"up_to": None, "share": "0.40"}],
+             "caps": {"per_borrower_year": "20000000.00", "per_bank_year": None,
+                      "per_program_year": "50000000.00", "portfolio_cap_rate": None, "fund_balance": True},
+             "recoveries_to": treasury}],
+        "subsidies": [
+            {"kind": "interest", "method": "pct_of_paid", "pct": "0.40",
+             "caps": {"per_borrower_year": "500000.00", "pct_of_principal": None, "per_loan": None,
+                      "per_borrower_total": None, "years": None},
+             "eligibility": {"max_rate_over_lpr": "1.4", "sme_only": False, "private_only": False,
+                             "max_revenue": None}},
+            {"kind": "interest", "method": "pct_of_reference_rate", "pct": "0.20", "reference": "LPR1Y",
+             "reference_month": "december_of_year", "min_with_contract_rate": True},
+            {"kind": "premium", "method": "pct_of_paid", "pct": "0.50",
+             "caps": {"pct_of_principal": "0.012", "per_borrower_year": "150000.00"}}]}
+
+
+def program_parties(region: str = "440100") -> dict:
+    return {"insurer": InstitutionFactory(kind="insurer", region=region).code,
+            "pool": InstitutionFactory(kind="pool", region=region).code,
+            "treasury": InstitutionFactory(kind="treasury", region=region).code}
+
+
+class ProgramFactory(DomainFactory):
+    class Meta:
+        model = staticmethod(lambda conn, terms, **kw: programs.create_program(
+            conn, raw_terms=terms, actor=SYSTEM, **kw))
+
+    code = factory.LazyFunction(lambda: unique("prog").lower())
+    name = "A city IP pledge risk-compensation scheme"
+    region = "440100"
+    effective_from = date(2019, 1, 1)
+    effective_to = None
+    terms = factory.LazyAttribute(lambda o: api_terms(**program_parties(o.region)))
+
+
+def loan_body(borrower: str, program: str, **over) -> dict:
+    """An API.md-shaped loan with a patent and a trademark pledge."""
+    body = {"contract_no": unique("C"), "borrower": borrower, "program": program,
+            "principal": "5000000.00", "annual_rate": "0.0345", "start_date": "2025-03-01",
+            "maturity_date": "2026-02-28", "ip_share": "0.8", "insured_amount": "5000000.00",
+            "pledges": [{"kind": "patent", "number": patent_number(), "registration_no": unique("Y"),
+                         "registered_on": "2025-02-20", "appraised_value": "6000000.00"},
+                        {"kind": "trademark", "number": str(_rng.randrange(1, 10**8)), "nice_class": 9,
+                         "registration_no": unique("TM"), "registered_on": "2025-02-21"}]}
+    body.update(over)
+    return body
+
+
+def make_loan(bank_id: int, borrower: str, program: str, **over) -> int:
+    return tx(lambda conn: loan_domain.create_loans(conn, bank_id, [loan_body(borrower, program, **over)],
+                                                   SYSTEM, prefix=""))[0]
+
+
+def format_fen(fen: int) -> str:
+    return format_yuan(fen)
