@@ -1,0 +1,125 @@
+"""Import a bank's loans from CSV through the same path as `POST /v1/loans/batch`.
+
+Format (docs/loans-csv.md): UTF-8, a header row, ONE ROW PER PLEDGE; the loan columns repeat
+on each row of the same loan, and rows of one loan share its `contract_no` (they may be
+anywhere in the file; the first row of a loan fixes its loan columns, and later rows must
+agree). Empty cells are absent values.
+
+Guarantees: the whole file is imported or nothing is (one transaction); every error names its
+line and column; each chunk of rows is one `create_loans` batch (bulk inserts).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from sqlalchemy import Engine
+
+from ledger.db import run_in_transaction
+from ledger.errors import DomainError, FieldError, Invalid
+from ledger.institutions import get_institution
+from ledger.journal import SYSTEM, Actor
+from ledger.loans import MAX_BATCH, create_loans
+
+LOAN_COLUMNS = ("contract_no", "borrower", "program", "principal", "annual_rate", "start_date",
+                "maturity_date", "ip_share", "insured_amount")
+PLEDGE_COLUMNS = {"pledge_kind": "kind", "pledge_number": "number", "nice_class": "nice_class",
+                  "registration_no": "registration_no", "registered_on": "registered_on",
+                  "appraised_value": "appraised_value"}
+COLUMNS = LOAN_COLUMNS + tuple(PLEDGE_COLUMNS)
+CHUNK = 2_000
+MAX_ROWS = 1_000_000
+
+
+@dataclass
+class CsvLoan:
+    raw: dict
+    lines: list[int]  # the file line of the loan's first row, then of each pledge row
+
+
+def read_loans(text: Iterable[str]) -> list[CsvLoan]:
+    """CSV text -> API-shaped loan dicts (grouped by contract_no) with their line numbers."""
+    reader = csv.DictReader(text)
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    unknown = [c for c in (reader.fieldnames or []) if c not in COLUMNS]
+    if missing or unknown:
+        raise Invalid.field("header", f"missing columns: {missing or 'none'}; unknown columns: {unknown or 'none'}")
+    loans: dict[str, CsvLoan] = {}
+    errors: list[FieldError] = []
+    for row in reader:
+        line = reader.line_num
+        if line > MAX_ROWS:
+            raise Invalid.field("file", f"more than {MAX_ROWS} rows")
+        values = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        loan_part = {c: values[c] for c in LOAN_COLUMNS if values.get(c)}
+        pledge = _pledge(values, line, errors)
+        existing = loans.get(loan_part.get("contract_no", f"<line {line}>"))
+        if existing is None:
+            loans[loan_part.get("contract_no", f"<line {line}>")] = CsvLoan({**loan_part, "pledges": [pledge]}, [line, line])
+            continue
+        loan_fields = {k: v for k, v in existing.raw.items() if k != "pledges"}
+        if loan_fields != loan_part:
+            differing = sorted(k for k in set(loan_fields) | set(loan_part) if loan_fields.get(k) != loan_part.get(k))
+            errors.append(FieldError(f"line {line}", f"loan columns differ from line {existing.lines[0]} "
+                                                     f"for the same contract_no: {', '.join(differing)}"))
+        existing.raw["pledges"].append(pledge)
+        existing.lines.append(line)
+    if errors:
+        raise Invalid(errors[0].message, errors)
+    return list(loans.values())
+
+
+def _pledge(values: dict, line: int, errors: list[FieldError]) -> dict:
+    pledge = {api: values[column] for column, api in PLEDGE_COLUMNS.items() if values.get(column)}
+    if "nice_class" in pledge:
+        if pledge["nice_class"].isdigit():
+            pledge["nice_class"] = int(pledge["nice_class"])
+        else:
+            errors.append(FieldError(f"line {line}: nice_class", "must be a whole number 1-45"))
+    return pledge
+
+
+def locate(error: FieldError, chunk: list[CsvLoan], offset: int) -> FieldError:
+    """`loans.3.pledges.1.number` -> `line 57: pledge_number` (the file's own words)."""
+    parts = error.field.split(".")
+    if len(parts) < 3 or parts[0] != "loans" or not parts[1].isdigit():
+        return error
+    loan = chunk[int(parts[1]) - offset] if 0 <= int(parts[1]) - offset < len(chunk) else None
+    if loan is None:
+        return error
+    if parts[2] == "pledges" and len(parts) >= 4 and parts[3].isdigit():
+        line = loan.lines[1 + int(parts[3])] if 1 + int(parts[3]) < len(loan.lines) else loan.lines[0]
+        column = {v: k for k, v in PLEDGE_COLUMNS.items()}.get(parts[4] if len(parts) > 4 else "", "pledges")
+        return FieldError(f"line {line}: {column}", error.message)
+    return FieldError(f"line {loan.lines[0]}: {parts[2]}", error.message)
+
+
+def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Actor = SYSTEM,
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Import every loan of the file for `bank_code`, all or nothing; returns how many."""
+    csv_loans = read_loans(text)
+    if not csv_loans:
+        raise Invalid.field("file", "has no loan rows")
+
+    def work(conn):
+        bank = get_institution(conn, bank_code)
+        if bank.kind != "bank":
+            raise Invalid.field("bank", f"{bank_code} is a {bank.kind}, not a bank")
+        for start in range(0, len(csv_loans), CHUNK):
+            chunk = csv_loans[start:start + CHUNK]
+            try:
+                create_loans(conn, bank.id, [loan.raw for loan in chunk], actor)
+            except DomainError as error:
+                error.errors = [locate(e, chunk, 0) for e in error.errors]
+                raise
+            if progress:
+                progress(len(chunk))
+        return len(csv_loans)
+    assert CHUNK <= MAX_BATCH
+    return run_in_transaction(engine, work)
+
+
+def read_file(path: str) -> io.TextIOBase:
+    return open(path, newline="", encoding="utf-8-sig")
