@@ -10,6 +10,7 @@ import uuid
 from flask import Flask, g, request
 from flask_smorest import Api
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from api import problems
@@ -73,6 +74,12 @@ def _register_hooks(app: Flask) -> None:
 def _unexpected(error: Exception):
     if isinstance(error, HTTPException):  # pragma: no cover - routed above
         return problems.from_http_exception(error)
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        # The database went away under a pooled connection (a restart, a failover): the
+        # request wrote nothing; the next attempt gets a fresh connection.
+        return problems.problem(503, "Service Unavailable", "The database connection was lost; "
+                                "nothing was written. Retry the request.", "database-unavailable",
+                                headers={"Retry-After": "1"})
     return problems.unexpected(error)
 
 

@@ -42,3 +42,30 @@ def test_cli_errors_are_clear(tmp_path, args, message):
     ipledger(tmp_path, "db", "upgrade")
     result = ipledger(tmp_path, *args, check=False)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_rates_set_and_list(tmp_path):
+    ipledger(tmp_path, "db", "upgrade")
+    assert "LPR1Y 2025-06 = 0.0300" in ipledger(tmp_path, "rates", "set", "2025-06", "0.0300").stdout
+    assert "already recorded" in ipledger(tmp_path, "rates", "set", "2025-06", "0.03").stdout
+    assert ipledger(tmp_path, "rates", "set", "2025-06", "0.0310", check=False).returncode != 0
+    listed = ipledger(tmp_path, "rates", "list").stdout.splitlines()
+    assert listed[0] == "2019-08  0.0425" and listed[-1] == "2025-06  0.0300"
+
+
+def test_import_loans_from_csv(tmp_path):
+    from ledger.db import make_engine
+    from tests import factories
+    from tests.ledger.test_loan_import import to_csv
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    factories.bind(engine)
+    bank = factories.InstitutionFactory(kind="bank")
+    program = factories.ProgramFactory()
+    loans = [factories.loan_body(factories.BorrowerFactory().facts.credit_code, program.code) for _ in range(4)]
+    path = tmp_path / "loans.csv"
+    path.write_text("".join(to_csv(loans)), encoding="utf-8")
+    assert "imported 4 loans" in ipledger(tmp_path, "import", "loans", str(path), "--bank", bank.code).stdout
+    again = ipledger(tmp_path, "import", "loans", str(path), "--bank", bank.code, check=False)
+    assert again.returncode != 0 and "nothing imported" in again.stderr and "already booked" in again.stderr
+    engine.dispose()

@@ -188,3 +188,17 @@ def test_cursor_pagination_is_stable_and_complete(client):
     assert set(seen) == codes and len(seen) == 5
     assert_problem(client.get("/v1/institutions?limit=1001", headers=admin), 422)
     assert_problem(client.get("/v1/institutions?after=garbage", headers=admin), 422)
+
+
+def test_lost_database_connection_is_503_not_500(engine, monkeypatch):
+    from sqlalchemy.exc import DBAPIError
+    from api import create_app
+    import api.institutions as view_module
+
+    def lost(*args, **kwargs):
+        raise DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True)
+    app = create_app(engine)
+    monkeypatch.setattr(view_module.domain, "list_institutions", lost)
+    response = app.test_client().get("/v1/institutions", headers=auth("admin"))
+    assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "1"
