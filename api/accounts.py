@@ -3,7 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from api.auth import require
+from api.auth import ANY_ROLE, require
 from api.db import read
 from api.fields import Money
 from api.pagination import PageArgs, page, page_schema
@@ -12,7 +12,6 @@ from ledger import reads
 
 blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts",
                 description="Accounts and their balances (derived from postings)")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 class AccountOut(Schema):
@@ -46,7 +45,7 @@ class BalanceOut(Schema):
 class Accounts(MethodView):
     @blp.arguments(AccountQuery, location="query")
     @blp.response(200, page_schema(AccountOut, "AccountPage"))
-    @require(*ALL_ROLES)
+    @require(*ANY_ROLE)
     def get(self, args):
         with read() as conn:
             rows = reads.list_accounts(conn, read_scope(), owner_code=args.get("owner"),
@@ -57,7 +56,7 @@ class Accounts(MethodView):
 @blp.route("/<int:account_id>/balance")
 @blp.arguments(BalanceQuery, location="query")
 @blp.response(200, BalanceOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def balance(args, account_id):
     with read() as conn:
         return reads.account_balance(conn, read_scope(), account_id, args.get("as_of"))

@@ -16,6 +16,7 @@ from ledger.identifiers import region_covers, region_prefix
 from ledger.journal import Actor
 from ledger.keys import Principal, authenticate
 
+ANY_ROLE = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 READ_EVERYTHING = ("admin",)
 REGIONAL_READERS = ("fiscal", "auditor")
 

@@ -3,7 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import principal, require
+from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Money, Region
 from api.idempotency import write
@@ -12,7 +12,6 @@ from ledger.sme import INDUSTRIES
 
 blp = Blueprint("borrowers", __name__, url_prefix="/v1/borrowers",
                 description="Borrowers (enterprises) and their SME classification")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 class BorrowerIn(Schema):
@@ -64,7 +63,7 @@ class Borrowers(MethodView):
 
 @blp.route("/<credit_code>")
 @blp.response(200, BorrowerOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def get_borrower(credit_code):
     with read() as conn:
         return render(parties.get_borrower(conn, credit_code))

@@ -3,7 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import require
+from api.auth import ANY_ROLE, require
 from api.db import read, tx
 from api.fields import Region
 from api.idempotency import write
@@ -14,7 +14,6 @@ from ledger.schema import INSTITUTION_KINDS
 
 blp = Blueprint("institutions", __name__, url_prefix="/v1/institutions",
                 description="Banks, insurers, guarantee firms, pools, fiscal bureaus, auditors")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 class InstitutionIn(Schema):
@@ -42,7 +41,7 @@ class InstitutionQuery(PageArgs):
 class Institutions(MethodView):
     @blp.arguments(InstitutionQuery, location="query")
     @blp.response(200, page_schema(InstitutionOut, "InstitutionPage"))
-    @require(*ALL_ROLES)
+    @require(*ANY_ROLE)
     def get(self, args):
         with read() as conn:
             rows = domain.list_institutions(
@@ -61,7 +60,7 @@ class Institutions(MethodView):
 
 @blp.route("/<code>")
 @blp.response(200, InstitutionOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def get_institution(code):
     with read() as conn:
         return vars(domain.get_institution(conn, code))

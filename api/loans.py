@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import actor, principal, require
+from api.auth import ANY_ROLE, actor, principal, require
 from api.db import read, tx
 from api.fields import Money, Ratio, Region, UtcTimestamp
 from api.idempotency import write
@@ -21,7 +21,6 @@ from ledger.schema import LOAN_STATUSES
 
 blp = Blueprint("loans", __name__, url_prefix="/v1/loans",
                 description="IP pledge loans, repayments and fees (banks post; others read)")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 
@@ -168,7 +167,7 @@ def _condition():
 class Loans(MethodView):
     @blp.arguments(LoanQuery, location="query")
     @blp.response(200, page_schema(LoanOut, "LoanPage"))
-    @require(*ALL_ROLES)
+    @require(*ANY_ROLE)
     def get(self, args):
         with read() as conn:
             rows = loans.list_loans(conn, _condition(), status=args.get("status"), program=args.get("program"),
@@ -202,7 +201,7 @@ def post_batch():
 
 @blp.route("/<int:loan_id>")
 @blp.response(200, LoanDetailOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def get_loan(loan_id):
     with read() as conn:
         return loans.get_loan(conn, loan_id, _condition())

@@ -4,7 +4,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import actor, may_see_region, principal, require
+from api.auth import ANY_ROLE, actor, may_see_region, principal, require
 from api.db import read, tx
 from api.fields import Money, Region
 from api.idempotency import write
@@ -14,7 +14,6 @@ from ledger.terms import terms_to_dict
 
 blp = Blueprint("programs", __name__, url_prefix="/v1/programs",
                 description="Risk-sharing programmes, their versioned terms, and the compensation fund")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 class ProgramIn(Schema):
@@ -102,7 +101,7 @@ def _check_fiscal_region(region: str):
 class Programs(MethodView):
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, page_schema(ProgramOut, "ProgramPage"))
-    @require(*ALL_ROLES)
+    @require(*ANY_ROLE)
     def get(self, args):
         with read() as conn:
             rows = programs.list_programs(conn, after_id=args["after"], limit=args["limit"] + 1)
@@ -123,7 +122,7 @@ class Programs(MethodView):
 
 @blp.route("/<code>")
 @blp.response(200, ProgramOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def get_program(code):
     with read() as conn:
         return render(programs.get_program(conn, code))

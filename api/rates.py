@@ -3,7 +3,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from api.auth import principal, require
+from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Ratio
 from api.idempotency import write
@@ -11,7 +11,6 @@ from ledger import rates
 
 blp = Blueprint("reference-rates", __name__, url_prefix="/v1/reference-rates",
                 description="Reference rates (one-year LPR, LPR1Y) by month")
-ALL_ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 
 
 class RateIn(Schema):
@@ -35,7 +34,7 @@ class RateList(Schema):
 @blp.route("/<name>")
 class Rates(MethodView):
     @blp.response(200, RateList)
-    @require(*ALL_ROLES)
+    @require(*ANY_ROLE)
     def get(self, name):
         with read() as conn:
             items = [vars(rate) for rate in rates.list_rates(conn, name)]
@@ -53,7 +52,7 @@ class Rates(MethodView):
 
 @blp.route("/<name>/<month>")
 @blp.response(200, RateOut)
-@require(*ALL_ROLES)
+@require(*ANY_ROLE)
 def get_rate(name, month):
     with read() as conn:
         return {"name": name, "month": month, "rate": rates.rate_for(conn, name, month)}

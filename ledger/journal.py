@@ -13,7 +13,7 @@ Balances are sums of postings; `as_of` takes entries whose effective date is on 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Sequence
 

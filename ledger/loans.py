@@ -24,7 +24,7 @@ from ledger import accounts as chart
 from ledger.db import utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code
-from ledger.journal import (Actor, EntryDraft, Line, balance_fen, create_accounts,
+from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
 from ledger.parties import Borrower, borrowers_by_code
 from ledger.pledges import Pledge, parse_pledges, pledge_type

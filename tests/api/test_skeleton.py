@@ -154,7 +154,6 @@ def test_overlong_idempotency_key_is_400(client):
 
 def test_in_flight_key_is_409(client, engine, backend):
     """While the first request holds the key, a second one with the same key is refused."""
-    from flask import g
     from api import idempotency
     headers = {**auth("admin"), "Idempotency-Key": unique("key")}
     scope = "platform"
