@@ -23,10 +23,27 @@ JSON_TYPES = ("application/json",)
 
 
 class ProblemApi(Api):
-    """flask-smorest's Api, answering every HTTP error as problem+json."""
+    """flask-smorest's Api, answering every HTTP error as problem+json, and saying so in the
+    OpenAPI document (every error response is a `Problem` of `application/problem+json`)."""
+
+    ERROR_SCHEMA = problems.ProblemSchema
 
     def handle_http_exception(self, error):
         return problems.from_http_exception(error)
+
+    def _register_responses(self):
+        import http
+
+        from flask_smorest.spec import prepare_response
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, problems.PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "An RFC 9457 problem", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, problems.PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
 def create_app(engine: Engine | None = None, config: dict | None = None) -> Flask:

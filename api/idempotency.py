@@ -19,6 +19,7 @@ import threading
 from functools import wraps
 
 from flask import Response, g, make_response, request
+from flask_smorest.utils import deepupdate
 from sqlalchemy import text
 
 from api.db import engine
@@ -59,6 +60,24 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _problem_response(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _openapi_doc(required: bool) -> dict:
+    """What every POST says in the OpenAPI document about the machinery above."""
+    header = {"in": "header", "name": "Idempotency-Key", "required": required,
+              "schema": {"type": "string", "maxLength": store.MAX_KEY_LENGTH},
+              "description": "Scoped to your institution, kept >= 30 days. Same key and body: the "
+                             "first response again, with Idempotent-Replayed: true."}
+    responses = {"409": _problem_response("Conflict, or a request with this Idempotency-Key is in flight"),
+                 "422": _problem_response("Validation failed, or the Idempotency-Key was used with another body")}
+    if required:
+        responses["400"] = _problem_response("Idempotency-Key missing")
+    return {"parameters": [header], "responses": responses}
+
+
 def write(idempotency: str = "optional"):
     assert idempotency in ("optional", "required")
 
@@ -76,6 +95,8 @@ def write(idempotency: str = "optional"):
                 return problem(400, "Bad Idempotency-Key",
                                "Idempotency-Key must be 1-255 printable characters (no line breaks).", "bad-idempotency-key")
             return _run(view, args, kwargs, key)
+        wrapper._apidoc = deepupdate(dict(getattr(view, "_apidoc", {})),
+                                     {"manual_doc": _openapi_doc(idempotency == "required")})
         return wrapper
     return decorate
 

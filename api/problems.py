@@ -10,6 +10,7 @@ import json
 import logging
 
 from flask import Response, g
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from ledger.errors import Conflict, DomainError, Invalid, NotFound
@@ -18,6 +19,25 @@ log = logging.getLogger("ipledger.api")
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:ipledger:problem:"
 DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError, 422))
+
+
+class FieldErrorSchema(Schema):
+    field = fields.String(metadata={"example": "pledges.0.number"})
+    message = fields.String(metadata={"example": "check character should be '3', got '4'"})
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    class Meta:
+        name = "Problem"
+
+    type = fields.String(metadata={"example": "urn:ipledger:problem:validation-error"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    request_id = fields.String(metadata={"description": "quote it when reporting a problem"})
+    errors = fields.List(fields.Nested(FieldErrorSchema), metadata={"description": "validation only"})
 
 
 def problem(status: int, title: str, detail: str, kind: str | None = None,

@@ -201,3 +201,27 @@ def test_lost_database_connection_is_503_not_500(engine, monkeypatch):
     response = app.test_client().get("/v1/institutions", headers=auth("admin"))
     assert_problem(response, 503)
     assert response.headers["Retry-After"] == "1"
+
+
+API_PATHS = {  # API.md paths built so far, with their methods
+    "/v1/institutions": {"get", "post"}, "/v1/borrowers": {"post"}, "/v1/borrowers/{credit_code}": {"get"},
+    "/v1/reference-rates/{name}": {"get", "post"}, "/v1/programs": {"get", "post"},
+    "/v1/programs/{code}": {"get"}, "/v1/programs/{code}/versions": {"post"},
+    "/v1/programs/{code}/fund-contributions": {"post"}, "/v1/programs/{code}/fund": {"get"},
+    "/v1/loans": {"get", "post"}, "/v1/loans/batch": {"post"}, "/v1/loans/{loan_id}": {"get"},
+    "/v1/loans/{loan_id}/repayments": {"post"}, "/v1/loans/{loan_id}/fees": {"post"},
+    "/v1/accounts": {"get"}, "/v1/accounts/{account_id}/balance": {"get"}, "/v1/journal": {"get"},
+    "/v1/audit/verify": {"get"}, "/healthz": {"get"}, "/readyz": {"get"},
+}
+
+
+def test_openapi_documents_the_contract(client):
+    spec = client.get("/openapi.json").get_json()
+    for path, methods in API_PATHS.items():
+        assert methods <= set(spec["paths"].get(path, {})), path
+    problem = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]
+    assert problem["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
+    repay = spec["paths"]["/v1/loans/{loan_id}/repayments"]["post"]
+    [header] = [p for p in repay["parameters"] if p["name"] == "Idempotency-Key"]
+    assert header["required"] is True and {"400", "409", "422", "201"} <= set(repay["responses"])
+    assert spec["paths"]["/v1/loans"]["post"]["requestBody"]["content"]["application/json"]["schema"]
