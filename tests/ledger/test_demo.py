@@ -3,6 +3,8 @@ from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -10,8 +12,15 @@ from ledger import chain, demo, programs
 from ledger.errors import Conflict, Invalid
 from ledger.institutions import list_institutions
 from ledger.loans import outstanding_fen
-from ledger.schema import (accounts, borrowers, entries, loans, pledges, postings,
-                           program_versions)
+from ledger.schema import (
+    accounts,
+    borrowers,
+    entries,
+    loans,
+    pledges,
+    postings,
+    program_versions,
+)
 from ledger.sme import INDUSTRIES
 from tests.factories import tx
 
@@ -50,7 +59,8 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
         }
     found = tx(counts)
     assert {key: summary[key] for key in found} == found
-    assert found["borrowers"] == 60 and found["loans"] == 120 and found["institutions"] == 13
+    assert found["borrowers"] == 60 + len(demo.SAMPLE_BORROWERS) and found["loans"] == 120
+    assert found["institutions"] == 13
     assert found["repayments"] > 0 and found["fees"] > 0 and found["fund_contributions"] > 0
     assert found["loans_closed"] > 0 and found["loans_active"] > 0
     assert summary["as_of"] == AS_OF.isoformat() and summary["seconds"] >= 0
@@ -120,6 +130,11 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
     with pytest.raises(Conflict, match="already has data"):
         demo.run(fresh_engine, seed=7, as_of=AS_OF, **SMALL)
     assert tx(counts) == found
+
+    # the documented CSV sample imports into the demo book as it is
+    from ledger.loan_import import import_loans
+    sample = Path(__file__).resolve().parents[2] / "docs" / "loans-sample.csv"
+    assert import_loans(fresh_engine, "ICBC-GZ", sample.read_text(encoding="utf-8").splitlines(True)) == 3
 
 
 def test_demo_refuses_a_future_as_of_before_writing(fresh_engine):
