@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.exc import IntegrityError
 
+from ledger.bulk import insert_many
 from ledger.db import is_postgres, utcnow
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.schema import accounts, entries, postings
@@ -101,9 +102,8 @@ def create_accounts(conn: Connection, specs: Sequence[AccountSpec]) -> dict[str,
     """Create accounts known to be new (e.g. a new loan's sub-ledgers) in one bulk insert."""
     if not specs:
         return {}
-    result = conn.execute(insert(accounts).returning(accounts.c.id, sort_by_parameter_order=True),
-                          [_account_row(spec) for spec in specs])
-    return {spec.code: row.id for spec, row in zip(specs, result)}
+    ids = insert_many(conn, accounts, [_account_row(spec) for spec in specs], return_ids=True)
+    return {spec.code: account_id for spec, account_id in zip(specs, ids)}
 
 
 def _account_row(spec: AccountSpec) -> dict:
@@ -156,18 +156,16 @@ def post_entries(conn: Connection, drafts: Sequence[EntryDraft], actor: Actor = 
     recorded_at = utcnow()
     entry_rows = [_entry_row(draft, actor, recorded_at) for draft in drafts]
     try:
-        result = conn.execute(
-            insert(entries).returning(entries.c.id, sort_by_parameter_order=True), entry_rows)
+        entry_ids = insert_many(conn, entries, entry_rows, return_ids=True)
     except IntegrityError as exc:
         if any(d.reverses_id is not None for d in drafts):
             raise Conflict("that entry has already been reversed") from exc
         raise
-    entry_ids = [row.id for row in result]
     posting_rows = [
         {"entry_id": entry_id, "account_id": line.account_id, "amount_fen": line.amount_fen,
          "currency": line.currency}
         for entry_id, draft in zip(entry_ids, drafts) for line in draft.lines]
-    conn.execute(insert(postings), posting_rows)
+    insert_many(conn, postings, posting_rows)
     return entry_ids
 
 

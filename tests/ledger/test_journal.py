@@ -116,3 +116,29 @@ def test_any_sequence_of_postings_stays_balanced_and_verifies(three_accounts, ev
     tx(lambda conn: chain.seal_pending(conn))
     result = tx(chain.verify)
     assert result.balanced and result.chain_intact and result.unsealed == 0
+
+
+def test_bulk_batch_refuses_an_unbalanced_entry_at_commit_on_postgres(three_accounts, backend):
+    """The COPY path goes through the same deferred balance trigger as INSERT."""
+    from sqlalchemy import text
+    from ledger.bulk import COPY_THRESHOLD, insert_many
+    from ledger.schema import entries as entries_table, postings as postings_table
+    if backend != "postgres":
+        pytest.skip("COPY is the PostgreSQL bulk path")
+    from sqlalchemy.exc import DBAPIError
+    from ledger.db import utcnow
+    from tests.factories import engine as bound
+    a, b, _ = three_accounts
+    with bound().connect() as conn:
+        rows = [{"kind": "raw", "effective_on": D1, "recorded_at": utcnow(),
+                 "actor_key_id": None, "institution_id": None, "idempotency_key": None,
+                 "reverses_id": None, "memo": None, "loan_id": None} for _ in range(COPY_THRESHOLD)]
+        ids = insert_many(conn, entries_table, rows, return_ids=True)
+        lines = [{"entry_id": i, "account_id": acc, "amount_fen": fen, "currency": "CNY"}
+                 for i in ids for acc, fen in ((a, 5), (b, -5))]
+        lines[-1]["amount_fen"] = -4
+        insert_many(conn, postings_table, lines)
+        with pytest.raises(DBAPIError, match="unbalanced"):
+            conn.commit()
+        conn.rollback()
+        assert conn.execute(text("SELECT count(*) FROM entries WHERE id = ANY(:ids)"), {"ids": ids}).scalar_one() == 0
