@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
+from ledger.bulk import insert_many
 from ledger.db import utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code
@@ -105,19 +106,25 @@ def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
                  prefix: str = "loans", today: date | None = None) -> list[int]:
     """Validate and create every loan of the batch, with pledges and disbursement entries."""
     drafts = parse_batch(raw_items, prefix)
+    _check_started(drafts, prefix, today or date.today())
     borrowers_found = borrowers_by_code(conn, {d.borrower_code for d in drafts})
     programs_found = load_programs(conn, {d.program_code for d in drafts})
     bindings = _bind(drafts, borrowers_found, programs_found, prefix)
     _check_contract_numbers(conn, bank_id, drafts, prefix)
     rows = [_loan_row(bank_id, draft, *binding, actor) for draft, binding in zip(drafts, bindings)]
     try:
-        loan_ids = [row.id for row in conn.execute(
-            insert(loans).returning(loans.c.id, sort_by_parameter_order=True), rows)]
+        loan_ids = insert_many(conn, loans, rows, return_ids=True)
     except IntegrityError as exc:  # a concurrent post of the same contract number
         raise Conflict("a contract number of this batch was just used by another request") from exc
     _insert_pledges(conn, loan_ids, drafts)
     _disburse(conn, bank_id, loan_ids, drafts, [b[0] for b in bindings], actor)
     return loan_ids
+
+
+def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
+    """A loan is posted when it is disbursed: a start date after today is a mistake."""
+    raise_if_any([FieldError(f"{prefix}.{i}.start_date" if prefix else "start_date", "cannot be in the future")
+                  for i, draft in enumerate(drafts) if draft.start_date > today])
 
 
 def _bind(drafts, borrowers_found, programs_found, prefix):
@@ -186,7 +193,7 @@ def _insert_pledges(conn, loan_ids: list[int], drafts: list[LoanDraft]) -> None:
              "nice_class": p.nice_class, "registration_no": p.registration_no,
              "registered_on": p.registered_on, "appraised_value_fen": p.appraised_value_fen}
             for loan_id, draft in zip(loan_ids, drafts) for position, p in enumerate(draft.pledges)]
-    conn.execute(insert(pledges), rows)
+    insert_many(conn, pledges, rows)
 
 
 def _disburse(conn, bank_id: int, loan_ids, drafts, borrower_list, actor: Actor) -> None:

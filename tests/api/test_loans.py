@@ -287,3 +287,28 @@ def test_books_verify_after_loan_activity(client, book):
     tx(chain.seal_pending)
     result = tx(chain.verify)
     assert result.balanced and result.chain_intact
+
+
+def test_large_batch_takes_the_bulk_path_and_stays_exact(client, book):
+    """Past ledger.bulk.COPY_THRESHOLD rows PostgreSQL writes with COPY: same rows, same rules."""
+    from ledger.bulk import COPY_THRESHOLD
+    bodies = [book.body(principal=f"{1000 + i}.{i % 100:02d}") for i in range(COPY_THRESHOLD + 6)]
+    created = client.post("/v1/loans/batch", json={"loans": bodies}, headers=book.headers)
+    assert created.status_code == 201, created.get_json()
+    ids = [item["id"] for item in created.get_json()["loans"]]
+    assert ids == sorted(ids)
+    balances = tx(lambda conn: outstanding_fen(conn, ids))
+    assert [balances[i] for i in ids] == [(1000 + i) * 100 + i % 100 for i in range(len(bodies))]
+    shown = client.get(f"/v1/loans/{ids[-1]}", headers=book.headers).get_json()
+    assert shown["contract_no"] == bodies[-1]["contract_no"] and len(shown["pledges"]) == 2
+    assert shown["events"][0]["kind"] == "loan_disbursed"
+    tx(chain.seal_pending)
+    assert tx(chain.verify).balanced
+
+
+def test_a_loan_cannot_start_in_the_future(client, book):
+    from datetime import date, timedelta
+    tomorrow = date.today() + timedelta(days=1)
+    problem = assert_problem(book.post(client, start_date=tomorrow.isoformat(),
+                                       maturity_date=(tomorrow + timedelta(days=365)).isoformat()), 422)
+    assert problem["errors"][0]["field"] == "start_date"
