@@ -353,6 +353,8 @@ def _split(total: int, parts: list[int]) -> list[int]:
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    """A random draw, spread evenly in orders of magnitude. Floats only shape the draw of a
+    synthetic figure; callers round it to an integer before it is ever used as money."""
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 

@@ -30,6 +30,7 @@ PLEDGE_COLUMNS = {"pledge_kind": "kind", "pledge_number": "number", "nice_class"
                   "appraised_value": "appraised_value"}
 COLUMNS = LOAN_COLUMNS + tuple(PLEDGE_COLUMNS)
 CHUNK = 2_000
+ANALYZE_AFTER = 5_000
 MAX_ROWS = 1_000_000
 
 
@@ -118,7 +119,17 @@ def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Act
                 progress(len(chunk))
         return len(csv_loans)
     assert CHUNK <= MAX_BATCH
-    return run_in_transaction(engine, work)
+    count = run_in_transaction(engine, work)
+    if count >= ANALYZE_AFTER and engine.dialect.name == "postgresql":
+        refresh_statistics(engine)
+    return count
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """After a large load the planner's statistics are stale until autovacuum catches up; a
+    loan's events were read by a full scan of postings in bench/loans.py until ANALYZE ran."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE loans, pledges, accounts, entries, postings")
 
 
 def read_file(path: str) -> io.TextIOBase:
