@@ -231,9 +231,10 @@ def outstanding_fen(conn: Connection, loan_ids: list[int], as_of: date | None = 
 
 def _loan_query():
     return (select(loans, borrowers.c.credit_code.label("borrower"), programs.c.code.label("program"),
-                   institutions.c.code.label("bank"))
+                   institutions.c.code.label("bank"), program_versions.c.version.label("program_version"))
             .join(borrowers, borrowers.c.id == loans.c.borrower_id)
             .join(programs, programs.c.id == loans.c.program_id)
+            .join(program_versions, program_versions.c.id == loans.c.program_version_id)
             .join(institutions, institutions.c.id == loans.c.bank_id))
 
 
@@ -247,39 +248,37 @@ def list_loans(conn: Connection, condition, *, status: str | None = None, progra
     if region_prefix:
         query = query.where(loans.c.borrower_region.like(f"{region_prefix}%"))
     rows = [dict(row) for row in conn.execute(query.order_by(loans.c.id).limit(limit)).mappings()]
-    return _with_details(conn, rows, events=False)
+    if rows:
+        balances = outstanding_fen(conn, [row["id"] for row in rows])
+        for row in rows:
+            row["outstanding_principal_fen"] = balances[row["id"]]
+    return _with_pledges(conn, rows)
 
 
-def get_loan(conn: Connection, loan_id: int, condition, events: bool = True) -> dict:
+def get_loan(conn: Connection, loan_id: int, condition) -> dict:
+    """One loan with its pledges and events; outstanding principal is summed from the events'
+    postings to its receivable account (the same journal rows, without another query)."""
     row = conn.execute(_loan_query().where(loans.c.id == loan_id, condition)).mappings().first()
     if row is None:
         raise NotFound(f"loan {loan_id} does not exist")
-    return _with_details(conn, [dict(row)], events=events)[0]
+    loan = dict(row)
+    loan["events"] = loan_events(conn, loan_id)
+    receivable = f"loan:{loan_id}:receivable"
+    loan["outstanding_principal_fen"] = sum(p["amount_fen"] for event in loan["events"]
+                                            for p in event["postings"] if p["account_code"] == receivable)
+    return _with_pledges(conn, [loan])[0]
 
 
-def _with_details(conn, rows: list[dict], events: bool) -> list[dict]:
+def _with_pledges(conn, rows: list[dict]) -> list[dict]:
     if not rows:
         return rows
-    ids = [row["id"] for row in rows]
-    balances = outstanding_fen(conn, ids)
-    by_loan: dict[int, list] = {loan_id: [] for loan_id in ids}
-    for pledge in conn.execute(select(pledges).where(pledges.c.loan_id.in_(ids))
+    by_loan: dict[int, list] = {row["id"]: [] for row in rows}
+    for pledge in conn.execute(select(pledges).where(pledges.c.loan_id.in_(list(by_loan)))
                                .order_by(pledges.c.loan_id, pledges.c.position)).mappings():
         by_loan[pledge["loan_id"]].append(dict(pledge))
-    versions = _version_numbers(conn, {row["program_version_id"] for row in rows})
     for row in rows:
-        row["outstanding_principal_fen"] = balances[row["id"]]
         row["pledges"] = by_loan[row["id"]]
-        row["program_version"] = versions[row["program_version_id"]]
-        if events:
-            row["events"] = loan_events(conn, row["id"])
     return rows
-
-
-def _version_numbers(conn, version_ids) -> dict[int, int]:
-    rows = conn.execute(select(program_versions.c.id, program_versions.c.version)
-                        .where(program_versions.c.id.in_(list(version_ids))))
-    return {row.id: row.version for row in rows}
 
 
 def loan_events(conn: Connection, loan_id: int) -> list[dict]:
