@@ -21,11 +21,15 @@ class AccountOut(Schema):
     kind = fields.String(metadata={"description": "asset, liability, equity, income or expense"})
     purpose = fields.String()
     currency = fields.String()
-    owner = fields.String(allow_none=True, metadata={"description": "owning institution's code"})
+    owner = fields.String(metadata={"description": "the owner's code: institution code, borrower "
+                                                   "credit code, or programme code"})
+    owner_kind = fields.String(metadata={"description": "institution, borrower or program"})
+    loan = fields.Integer(attribute="loan_id", allow_none=True,
+                          metadata={"description": "the loan of a sub-ledger account"})
 
 
 class AccountQuery(PageArgs):
-    owner = fields.String(metadata={"description": "institution code"})
+    owner = fields.String(metadata={"description": "institution code, borrower credit code or programme code"})
 
 
 class BalanceQuery(Schema):

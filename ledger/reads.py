@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, exists, or_, select, true
+from sqlalchemy import Connection, case, exists, func, or_, select, true
 
 from ledger.errors import NotFound
 from ledger.journal import balance_fen, normal_balance_fen
@@ -59,22 +59,32 @@ class ReadScope:
 EVERYTHING = ReadScope()
 
 
+def _accounts_with_owner():
+    """Accounts with their owner's code (institution code, borrower credit code or programme
+    code) and kind."""
+    owner = func.coalesce(institutions.c.code, borrowers.c.credit_code, programs.c.code)
+    owner_kind = case((accounts.c.institution_id.is_not(None), "institution"),
+                      (accounts.c.borrower_id.is_not(None), "borrower"), else_="program")
+    return (select(accounts, owner.label("owner"), owner_kind.label("owner_kind"))
+            .outerjoin(institutions, institutions.c.id == accounts.c.institution_id)
+            .outerjoin(borrowers, borrowers.c.id == accounts.c.borrower_id)
+            .outerjoin(programs, programs.c.id == accounts.c.program_id)), owner
+
+
 def list_accounts(conn: Connection, scope: ReadScope, *, owner_code: str | None = None,
                   after_id: int = 0, limit: int = 50) -> list[dict]:
-    query = (select(accounts, institutions.c.code.label("owner"))
-             .outerjoin(institutions, institutions.c.id == accounts.c.institution_id)
-             .where(scope.account_condition(), accounts.c.id > after_id))
+    query, owner = _accounts_with_owner()
+    query = query.where(scope.account_condition(), accounts.c.id > after_id)
     if owner_code:
-        query = query.where(institutions.c.code == owner_code)
+        query = query.where(owner == owner_code)
     rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).mappings()
     return [dict(row) for row in rows]
 
 
 def account_balance(conn: Connection, scope: ReadScope, account_id: int,
                     as_of: date | None = None) -> dict:
-    row = conn.execute(select(accounts, institutions.c.code.label("owner"))
-                       .outerjoin(institutions, institutions.c.id == accounts.c.institution_id)
-                       .where(accounts.c.id == account_id, scope.account_condition())).mappings().first()
+    query, _ = _accounts_with_owner()
+    row = conn.execute(query.where(accounts.c.id == account_id, scope.account_condition())).mappings().first()
     if row is None:
         raise NotFound(f"account {account_id} does not exist")
     signed = balance_fen(conn, account_id, as_of)

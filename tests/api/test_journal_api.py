@@ -83,3 +83,16 @@ def test_verify_is_for_auditors_and_reports_the_books(client, booked):
     body = client.get("/v1/audit/verify", headers=auth("auditor")).get_json()
     assert body["balanced"] is True and body["chain_intact"] is True
     assert body["entries"] >= 4 and body["postings"] >= 8 and body["first_break"] is None
+
+
+def test_loan_sub_ledgers_are_visible_to_their_bank_with_owners_named(client, engine):
+    from tests.factories import BorrowerFactory, ProgramFactory, make_loan
+    bank = InstitutionFactory()
+    borrower = BorrowerFactory()
+    loan_id = make_loan(bank.id, borrower.facts.credit_code, ProgramFactory().code)
+    items = client.get("/v1/accounts?limit=1000", headers=auth("bank", bank.code)).get_json()["items"]
+    mine = {(i["code"], i["owner"], i["owner_kind"], i["loan"]) for i in items}
+    assert (f"loan:{loan_id}:receivable", bank.code, "institution", loan_id) in mine
+    assert (f"loan:{loan_id}:payable", borrower.facts.credit_code, "borrower", loan_id) in mine
+    by_owner = client.get(f"/v1/accounts?owner={borrower.facts.credit_code}", headers=auth("auditor")).get_json()
+    assert {i["code"] for i in by_owner["items"]} >= {f"loan:{loan_id}:payable", f"borrower:{borrower.id}:cash"}
