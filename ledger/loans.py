@@ -27,6 +27,7 @@ from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
+from ledger.money import format_yuan
 from ledger.parties import Borrower, borrowers_by_code
 from ledger.pledges import Pledge, parse_pledges, pledge_type
 from ledger.programs import load_programs, program_errors_for_loan
@@ -328,7 +329,7 @@ def record_repayment(conn: Connection, loan_id: int, bank_id: int, paid_on: date
         raise Invalid.field("principal", "a repayment needs principal or interest")
     outstanding = outstanding_fen(conn, [loan_id])[loan_id]
     if principal_fen > outstanding:
-        raise Invalid.field("principal", f"exceeds the outstanding principal {outstanding / 100:.2f}")
+        raise Invalid.field("principal", f"exceeds the outstanding principal {format_yuan(outstanding)}")
     specs = {"settlement": chart.settlement(bank_id), "income": chart.interest_income(bank_id),
              "cash": chart.borrower_cash(loan.borrower_id),
              "expense": chart.borrower_interest_expense(loan.borrower_id),

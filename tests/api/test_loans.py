@@ -202,7 +202,7 @@ def test_repayments_reduce_outstanding_and_close_the_loan(client, book):
 
 
 @pytest.mark.parametrize("principal, interest, paid_on, field", [
-    ("5000000.01", "0", "2025-06-01", "principal"),    # beyond outstanding
+    ("5000000.01", "0", "2025-06-01", "principal"),    # beyond outstanding (5000000.00)
     ("1.00", "0", "2025-02-28", "paid_on"),            # before the start date
     ("0", "0", "2025-06-01", "principal"),
     ("-1.00", "0", "2025-06-01", "principal"),
@@ -312,3 +312,9 @@ def test_a_loan_cannot_start_in_the_future(client, book):
     problem = assert_problem(book.post(client, start_date=tomorrow.isoformat(),
                                        maturity_date=(tomorrow + timedelta(days=365)).isoformat()), 422)
     assert problem["errors"][0]["field"] == "start_date"
+
+
+def test_overpayment_message_states_the_outstanding_in_yuan(client, book):
+    loan = book.loan(client, principal="1234.56")
+    problem = assert_problem(book.repay(client, loan["id"], "1234.57"), 422)
+    assert problem["errors"][0]["message"] == "exceeds the outstanding principal 1234.56"
