@@ -63,6 +63,7 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
         },
     )
     app.config.update(config or {})
+    app.json.sort_keys = False  # keep the schemas' field order (id first), in JSON and CSV
     app.extensions["ipledger.engine"] = engine or make_engine()
     api = ProblemApi(app)
     _register_hooks(app)

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, require
+from api.csv_export import csv_list
 from api.db import read
 from api.fields import Money
 from api.pagination import PageArgs, page, page_schema
@@ -47,6 +48,7 @@ class BalanceOut(Schema):
 
 @blp.route("")
 class Accounts(MethodView):
+    @csv_list()
     @blp.arguments(AccountQuery, location="query")
     @blp.response(200, page_schema(AccountOut, "AccountPage"))
     @require(*ANY_ROLE)

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import ANY_ROLE, require
+from api.csv_export import csv_list
 from api.db import read, tx
 from api.fields import Region
 from api.idempotency import write
@@ -39,6 +40,7 @@ class InstitutionQuery(PageArgs):
 
 @blp.route("")
 class Institutions(MethodView):
+    @csv_list()
     @blp.arguments(InstitutionQuery, location="query")
     @blp.response(200, page_schema(InstitutionOut, "InstitutionPage"))
     @require(*ANY_ROLE)

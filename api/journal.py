@@ -3,6 +3,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, require
+from api.csv_export import csv_list, postings_rows
 from api.db import read
 from api.fields import Money, UtcTimestamp
 from api.pagination import PageArgs, page, page_schema
@@ -52,6 +53,7 @@ class VerifyOut(Schema):
 
 
 @blp.route("/journal")
+@csv_list(postings_rows)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_schema(EntryOut, "JournalPage"))
 @require(*ANY_ROLE)

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import ANY_ROLE, actor, principal, require
+from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
 from api.fields import Money, Ratio, Region, UtcTimestamp
 from api.idempotency import write
@@ -165,6 +166,7 @@ def _condition():
 
 @blp.route("")
 class Loans(MethodView):
+    @csv_list(loan_rows)
     @blp.arguments(LoanQuery, location="query")
     @blp.response(200, page_schema(LoanOut, "LoanPage"))
     @require(*ANY_ROLE)

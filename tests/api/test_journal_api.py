@@ -96,3 +96,31 @@ def test_loan_sub_ledgers_are_visible_to_their_bank_with_owners_named(client, en
     assert (f"loan:{loan_id}:payable", borrower.facts.credit_code, "borrower", loan_id) in mine
     by_owner = client.get(f"/v1/accounts?owner={borrower.facts.credit_code}", headers=auth("auditor")).get_json()
     assert {i["code"] for i in by_owner["items"]} >= {f"loan:{loan_id}:payable", f"borrower:{borrower.id}:cash"}
+
+
+def test_auditor_lists_answer_csv(client, booked):
+    import csv
+    import io
+    auditor = {**auth("auditor"), "Accept": "text/csv"}
+    journal = client.get("/v1/journal?limit=2", headers=auditor)
+    assert journal.status_code == 200 and journal.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(journal.get_data(as_text=True))))
+    assert len(rows) == 4 and {"id", "kind", "effective_on", "posting_account", "posting_amount"} <= set(rows[0])
+    assert journal.headers["X-Next-Cursor"] and 'rel="next"' in journal.headers["Link"]
+    nxt = client.get(f"/v1/journal?limit=2&after={journal.headers['X-Next-Cursor']}", headers=auditor)
+    assert int(next(csv.DictReader(io.StringIO(nxt.get_data(as_text=True))))["id"]) > int(rows[-1]["id"])
+    accounts = client.get("/v1/accounts?limit=5", headers=auditor)
+    assert accounts.get_data(as_text=True).startswith("id,code,name,kind")
+    assert client.get("/v1/journal?limit=2", headers=auth("auditor")).mimetype == "application/json"
+
+
+def test_loans_csv_has_one_row_per_loan(client, engine):
+    import csv
+    import io
+    from tests.factories import BorrowerFactory, ProgramFactory, make_loan
+    bank = InstitutionFactory()
+    ids = [make_loan(bank.id, BorrowerFactory().facts.credit_code, ProgramFactory().code) for _ in range(2)]
+    response = client.get("/v1/loans?limit=10", headers={**auth("bank", bank.code), "Accept": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [int(r["id"]) for r in rows] == ids and rows[0]["pledge_count"] == "2"
+    assert rows[0]["principal"] == "5000000.00"
