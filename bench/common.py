@@ -12,6 +12,14 @@ Guarantees
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from datetime import datetime, timezone
+
+import sqlite3
+
+import json
+
 import os
 import platform
 import secrets
@@ -176,3 +184,27 @@ def print_machine_info(info: dict[str, str]) -> None:
     width = max(len(key) for key in info)
     for key, value in info.items():
         print(f"  {key.ljust(width)}  {value}")
+
+
+def _sqlite_datetime(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def open_raw_connection(bench_db: "BenchDatabase"):
+    """A plain DB-API connection to the scratch database, outside SQLAlchemy: psycopg on
+    PostgreSQL, sqlite3 (with the pragmas ledger.db sets) on SQLite."""
+    if bench_db.conninfo is None:
+        # Store datetimes as SQLAlchemy's SQLite dialect does (naive UTC text), not isoformat.
+        sqlite3.register_adapter(datetime, _sqlite_datetime)
+        conn = sqlite3.connect(bench_db.engine.url.database)
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+    import psycopg
+    return psycopg.connect(bench_db.conninfo)
+
+
+def example_terms() -> dict:
+    """The API.md example programme terms (docs/examples/programme.json): PICC-GZ, GZ-POOL, GZ-TREASURY."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "programme.json"
+    return json.loads(path.read_text(encoding="utf-8"))["terms"]

@@ -29,17 +29,16 @@ per entry, postings by executemany).
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from contextlib import closing, contextmanager
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is not installed
 
 from bench.common import (BenchDatabase, Timing, default_url, machine_info,  # noqa: E402
-                          print_machine_info, print_table, throwaway_database, timed)
+                          open_raw_connection, print_machine_info, print_table, throwaway_database, timed)
 from ledger.chain import verify  # noqa: E402
 from ledger.db import run_in_transaction, utcnow  # noqa: E402
 from ledger.institutions import create_institution  # noqa: E402
@@ -182,24 +181,10 @@ def raw_batch_sqlite(conn, actor: Actor, batch_size: int) -> Poster:
     return post
 
 
-def _sqlite_datetime(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 @contextmanager
 def raw_connection(bench_db: BenchDatabase):
     """A plain DB-API connection to the scratch database, outside SQLAlchemy."""
-    if bench_db.conninfo is None:
-        # Store datetimes as SQLAlchemy's SQLite dialect does (naive UTC text), not isoformat.
-        sqlite3.register_adapter(datetime, _sqlite_datetime)
-        conn = sqlite3.connect(bench_db.engine.url.database)
-        # The same pragmas ledger.db gives its SQLite engine (WAL is already set on the file).
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    else:
-        import psycopg
-        conn = psycopg.connect(bench_db.conninfo)
-    with closing(conn):
+    with closing(open_raw_connection(bench_db)) as conn:
         yield conn
 
 

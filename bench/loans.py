@@ -58,7 +58,6 @@ import json
 import os
 import pstats
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ import threading
 import time
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -75,7 +74,7 @@ sys.path.insert(0, str(REPO_ROOT))  # `bench` is not installed
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import (BenchDatabase, default_url, machine_info,  # noqa: E402
+from bench.common import (BenchDatabase, example_terms, open_raw_connection, default_url, machine_info,  # noqa: E402
                           print_machine_info, print_table, throwaway_database)
 from ledger import accounts as chart  # noqa: E402
 from ledger.chain import verify  # noqa: E402
@@ -115,30 +114,7 @@ TRADEMARK_NICE_CLASS = 9
 
 # The example terms of API.md: loading a programme parses these on every request, so a
 # realistic document matters for the measurement.
-PROGRAM_TERMS = {
-    "loss_base": "principal", "trigger_overdue_days": 90,
-    "coverage": {"ip_share": "ip_part_only", "require_stated_ip_share": True, "min_ip_share": "0.5",
-                 "max_covered_principal": "10000000.00",
-                 "max_covered_principal_per_borrower_year": "20000000.00"},
-    "parties": [
-        {"institution": "PICC-GZ", "role": "insurer", "share": "0.30", "pays_first": True,
-         "caps": {"per_claim": "1000000.00"}},
-        {"institution": "GZ-POOL", "role": "pool", "share": "0.50",
-         "share_tiers": [{"up_to": "5000000.00", "share": "0.50"}, {"up_to": None, "share": "0.40"}],
-         "caps": {"per_borrower_year": "20000000.00", "per_bank_year": None,
-                  "per_program_year": "50000000.00", "portfolio_cap_rate": None,
-                  "fund_balance": True},
-         "recoveries_to": "GZ-TREASURY"}],
-    "subsidies": [
-        {"kind": "interest", "method": "pct_of_paid", "pct": "0.40",
-         "caps": {"per_borrower_year": "500000.00", "pct_of_principal": None, "per_loan": None,
-                  "per_borrower_total": None, "years": None},
-         "eligibility": {"max_rate_over_lpr": "1.4", "sme_only": False, "private_only": False,
-                         "max_revenue": None}},
-        {"kind": "interest", "method": "pct_of_reference_rate", "pct": "0.20",
-         "reference": "LPR1Y", "reference_month": "december_of_year", "min_with_contract_rate": True},
-        {"kind": "premium", "method": "pct_of_paid", "pct": "0.50",
-         "caps": {"pct_of_principal": "0.012", "per_borrower_year": "150000.00"}}]}
+PROGRAM_TERMS = example_terms()  # the API.md example (docs/examples/programme.json)
 
 # Every column the service writes, per table (the id comes from the table's sequence).
 LOAN_COLUMNS = ("bank_id", "contract_no", "borrower_id", "program_id", "program_version_id",
@@ -1035,24 +1011,11 @@ def raw_connections(bench_db: BenchDatabase, count: int) -> Iterator[list]:
     opened = []
     try:
         for _ in range(count):
-            if bench_db.conninfo is None:
-                # Store datetimes as SQLAlchemy's SQLite dialect does (naive UTC text).
-                sqlite3.register_adapter(datetime, _sqlite_datetime)
-                conn = sqlite3.connect(bench_db.engine.url.database)
-                conn.execute("PRAGMA foreign_keys=ON")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            else:
-                import psycopg
-                conn = psycopg.connect(bench_db.conninfo)
-            opened.append(conn)
+            opened.append(open_raw_connection(bench_db))
         yield opened
     finally:
         for conn in opened:
             conn.close()
-
-
-def _sqlite_datetime(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def run(bench_db: BenchDatabase, settings: Settings,

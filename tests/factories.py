@@ -66,8 +66,10 @@ def auth(role: str, institution_code: str | None = None) -> dict:
 
 # --- borrowers, programmes, loans -------------------------------------------------------------
 
+import json
 import random
 from datetime import date
+from pathlib import Path
 
 from ledger import loans as loan_domain, parties, programs
 from ledger.identifiers import credit_code_check_char, patent_check_char
@@ -104,31 +106,15 @@ class BorrowerFactory(DomainFactory):
     private = True
 
 
+EXAMPLE_PROGRAMME = Path(__file__).resolve().parent.parent / "docs" / "examples" / "programme.json"
+
+
 def api_terms(insurer: str, pool: str, treasury: str) -> dict:
-    """The API.md example terms, with the given institutions."""
-    return {
-        "loss_base": "principal", "trigger_overdue_days": 90,
-        "coverage": {"ip_share": "ip_part_only", "require_stated_ip_share": True, "min_ip_share": "0.5",
-                     "max_covered_principal": "10000000.00",
-                     "max_covered_principal_per_borrower_year": "20000000.00"},
-        "parties": [
-            {"institution": insurer, "role": "insurer", "share": "0.30", "pays_first": True,
-             "caps": {"per_claim": "1000000.00"}},
-            {"institution": pool, "role": "pool", "share": "0.50",
-             "share_tiers": [{"up_to": "5000000.00", "share": "0.50"}, {"up_to": None, "share": "0.40"}],
-             "caps": {"per_borrower_year": "20000000.00", "per_bank_year": None,
-                      "per_program_year": "50000000.00", "portfolio_cap_rate": None, "fund_balance": True},
-             "recoveries_to": treasury}],
-        "subsidies": [
-            {"kind": "interest", "method": "pct_of_paid", "pct": "0.40",
-             "caps": {"per_borrower_year": "500000.00", "pct_of_principal": None, "per_loan": None,
-                      "per_borrower_total": None, "years": None},
-             "eligibility": {"max_rate_over_lpr": "1.4", "sme_only": False, "private_only": False,
-                             "max_revenue": None}},
-            {"kind": "interest", "method": "pct_of_reference_rate", "pct": "0.20", "reference": "LPR1Y",
-             "reference_month": "december_of_year", "min_with_contract_rate": True},
-            {"kind": "premium", "method": "pct_of_paid", "pct": "0.50",
-             "caps": {"pct_of_principal": "0.012", "per_borrower_year": "150000.00"}}]}
+    """The API.md example terms (docs/examples/programme.json) with the given institutions."""
+    text = EXAMPLE_PROGRAMME.read_text(encoding="utf-8")
+    for example, code in (("PICC-GZ", insurer), ("GZ-POOL", pool), ("GZ-TREASURY", treasury)):
+        text = text.replace(f'"{example}"', json.dumps(code))
+    return json.loads(text)["terms"]
 
 
 def program_parties(region: str = "440100") -> dict:
