@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from flask import Flask, g, request
@@ -20,6 +21,7 @@ from ledger.errors import DomainError
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024  # a batch of 10,000 loans is ~8 MB of JSON
 JSON_TYPES = ("application/json",)
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
 class ProblemApi(Api):
@@ -74,7 +76,9 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def _request_id():
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # A caller's own id is echoed (to correlate logs) if it is short and plain; else ours.
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
 
     app.before_request(_check_content_type)
     app.before_request(authenticate_request)

@@ -225,3 +225,9 @@ def test_openapi_documents_the_contract(client):
     [header] = [p for p in repay["parameters"] if p["name"] == "Idempotency-Key"]
     assert header["required"] is True and {"400", "409", "422", "201"} <= set(repay["responses"])
     assert spec["paths"]["/v1/loans"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_request_id_is_echoed_only_when_plain(client):
+    assert client.get("/healthz", headers={"X-Request-Id": "bank-42.a"}).headers["X-Request-Id"] == "bank-42.a"
+    ours = client.get("/healthz", headers={"X-Request-Id": "x" * 101}).headers["X-Request-Id"]
+    assert len(ours) == 32 and ours != "x" * 101
