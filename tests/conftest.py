@@ -16,9 +16,15 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from ledger.db import make_engine, normalize_url, upgrade_to_head
+
+# Properties are about exactness, not speed: no per-example deadline (a shared 2-core CI machine
+# is slow at times), and a fixed example count so the suite's run time stays predictable.
+settings.register_profile("ipledger", deadline=None, max_examples=100)
+settings.load_profile("ipledger")
 
 PG_URL = os.environ.get("IPLEDGER_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("IPLEDGER_REQUIRE_POSTGRES") == "1"
