@@ -13,6 +13,7 @@ from flask_smorest import Api
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from api import problems
 from api.auth import authenticate_request
@@ -22,6 +23,16 @@ from ledger.errors import DomainError
 MAX_REQUEST_BYTES = 16 * 1024 * 1024  # a batch of 10,000 loans is ~8 MB of JSON
 JSON_TYPES = ("application/json",)
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+MAX_ID = 2**63 - 1  # BIGINT: a larger number in a path names nothing (404), not an overflow (500)
+
+
+class IdConverter(IntegerConverter):
+    """`<id:loan_id>`: a database id, 1 to 2^63-1."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 class ProblemApi(Api):
@@ -67,7 +78,10 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
     app.config.update(config or {})
     app.json.sort_keys = False  # keep the schemas' field order (id first), in JSON and CSV
     app.extensions["ipledger.engine"] = engine or make_engine()
+    app.url_map.converters["id"] = IdConverter
     api = ProblemApi(app)
+    api.register_converter(IdConverter, lambda converter: {"type": "integer", "minimum": 1,
+                                                            "maximum": MAX_ID})
     _register_hooks(app)
     _register_blueprints(api)
     return app

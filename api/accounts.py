@@ -59,7 +59,7 @@ class Accounts(MethodView):
         return page(rows, args["limit"])
 
 
-@blp.route("/<int:account_id>/balance")
+@blp.route("/<id:account_id>/balance")
 @blp.arguments(BalanceQuery, location="query")
 @blp.response(200, BalanceOut)
 @require(*ANY_ROLE)

@@ -201,7 +201,7 @@ def post_batch():
     return {"count": len(ids), "loans": items}, 201
 
 
-@blp.route("/<int:loan_id>")
+@blp.route("/<id:loan_id>")
 @blp.response(200, LoanDetailOut)
 @require(*ANY_ROLE)
 def get_loan(loan_id):
@@ -209,7 +209,7 @@ def get_loan(loan_id):
         return loans.get_loan(conn, loan_id, _condition())
 
 
-@blp.route("/<int:loan_id>/repayments", methods=["POST"])
+@blp.route("/<id:loan_id>/repayments", methods=["POST"])
 @require("bank")
 @write("required")
 @blp.arguments(RepaymentIn)
@@ -219,7 +219,7 @@ def repay(data, loan_id):
                                   data["principal"], data["interest"], actor()), 201
 
 
-@blp.route("/<int:loan_id>/fees", methods=["POST"])
+@blp.route("/<id:loan_id>/fees", methods=["POST"])
 @require("bank")
 @write("required")
 @blp.arguments(FeeIn)

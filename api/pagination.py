@@ -19,8 +19,9 @@ def decode_cursor(cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, value = raw.split(":", 1)
-        assert kind == "id"
-        return int(value)
+        last_id = int(value)
+        assert kind == "id" and 0 <= last_id < 2**63
+        return last_id
     except Exception:
         raise ValidationError("not a cursor returned by this API") from None
 

@@ -231,3 +231,15 @@ def test_request_id_is_echoed_only_when_plain(client):
     assert client.get("/healthz", headers={"X-Request-Id": "bank-42.a"}).headers["X-Request-Id"] == "bank-42.a"
     ours = client.get("/healthz", headers={"X-Request-Id": "x" * 101}).headers["X-Request-Id"]
     assert len(ours) == 32 and ours != "x" * 101
+
+
+@pytest.mark.parametrize("path", ["/v1/loans/388416804463294018410774528", "/v1/loans/0",
+                                  "/v1/accounts/9223372036854775808/balance"])
+def test_ids_beyond_bigint_are_404_not_500(client, path):
+    assert_problem(client.get(path, headers=auth("admin")), 404)
+
+
+def test_forged_cursor_beyond_bigint_is_422(client):
+    import base64
+    cursor = base64.urlsafe_b64encode(b"id:99999999999999999999999").decode().rstrip("=")
+    assert_problem(client.get(f"/v1/journal?after={cursor}", headers=auth("admin")), 422)
