@@ -94,6 +94,7 @@ def _register_hooks(app: Flask) -> None:
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
 
+    app.before_request(_refuse_nul)
     app.before_request(_check_content_type)
     app.before_request(authenticate_request)
 
@@ -117,6 +118,22 @@ def _unexpected(error: Exception):
                                 "nothing was written. Retry the request.", "database-unavailable",
                                 headers={"Retry-After": "1"})
     return problems.unexpected(error)
+
+
+# A JSON "\u0000" escape not itself escaped (an even run of backslashes before it).
+JSON_NUL_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _refuse_nul():
+    """PostgreSQL text cannot hold NUL; SQLite can. Refuse it at the edge, on both, so that a
+    request means the same everywhere and never reaches the database as a 500."""
+    if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+        return problems.problem(400, "Bad Request", "NUL characters are not allowed in the path or query.",
+                                "nul-character")
+    if request.content_length and JSON_NUL_RE.search(request.get_data(cache=True)):
+        return problems.problem(422, "Validation failed", "NUL characters (\\u0000) are not allowed in text.",
+                                "validation-error", [{"field": "body", "message": "contains a NUL character"}])
+    return None
 
 
 def _check_content_type():

@@ -78,10 +78,14 @@ def revoke_key(conn: Connection, prefix: str) -> None:
         raise NotFound(f"no active key with prefix {prefix}")
 
 
+def _is_prefix(text: str) -> bool:
+    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
+
+
 def authenticate(conn: Connection, secret: str) -> Principal | None:
     """The principal for a presented secret, or None if unknown, malformed or revoked."""
     parts = secret.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not _is_prefix(parts[1]):
         return None
     row = conn.execute(
         select(api_keys, institutions.c.code, institutions.c.region)

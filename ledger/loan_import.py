@@ -54,6 +54,10 @@ def read_loans(text: Iterable[str]) -> list[CsvLoan]:
         if line > MAX_ROWS:
             raise Invalid.field("file", f"more than {MAX_ROWS} rows")
         values = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        bad = [k for k, v in values.items() if isinstance(v, str) and "\x00" in v]
+        if bad:  # PostgreSQL text cannot hold NUL; refuse it on every database alike
+            errors.append(FieldError(f"line {line}: {bad[0]}", "contains a NUL character"))
+            continue
         loan_part = {c: values[c] for c in LOAN_COLUMNS if values.get(c)}
         pledge = _pledge(values, line, errors)
         existing = loans.get(loan_part.get("contract_no", f"<line {line}>"))

@@ -243,3 +243,15 @@ def test_forged_cursor_beyond_bigint_is_422(client):
     import base64
     cursor = base64.urlsafe_b64encode(b"id:99999999999999999999999").decode().rstrip("=")
     assert_problem(client.get(f"/v1/journal?after={cursor}", headers=auth("admin")), 422)
+
+
+def test_nul_characters_are_refused_at_the_edge_on_every_database(client):
+    """PostgreSQL text cannot hold NUL: refused before it reaches any database, never a 500."""
+    admin = auth("admin")
+    body = institution_body(name="bad\u0000name")
+    assert_problem(client.post("/v1/institutions", json=body, headers=admin), 422)
+    fine = institution_body(name="back\\u0000slash is text")  # an escaped backslash, not a NUL
+    assert client.post("/v1/institutions", json=fine, headers=admin).status_code == 201
+    assert_problem(client.get("/v1/institutions/A%00B", headers=admin), 400)
+    assert_problem(client.get("/v1/institutions?kind=bank%00", headers=admin), 400)
+    assert_problem(client.get("/v1/institutions", headers={"Authorization": "Bearer ipl_\u0000abcdefg_x"}), 401)

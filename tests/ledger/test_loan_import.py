@@ -84,3 +84,11 @@ def test_header_must_match():
 def test_sample_file_is_in_the_documented_format():
     loans = read_loans(SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True))
     assert len(loans) >= 3 and any(len(l.raw["pledges"]) > 1 for l in loans)
+
+
+def test_nul_character_is_refused_with_its_line():
+    header = ",".join(COLUMNS) + "\n"
+    row = ",".join("x\x00" if c == "contract_no" else "" for c in COLUMNS) + "\n"
+    with pytest.raises(Invalid) as caught:
+        read_loans([header, row])
+    assert caught.value.errors[0].field == "line 2: contract_no"
