@@ -160,20 +160,28 @@ SIZE_CLASSES = ("micro", "small", "medium", "large")
 LOAN_STATUSES = ("active", "defaulted", "closed")
 PLEDGE_TYPES = ("patent", "trademark", "mixed")
 
+def _borrower_fact_columns(region_index: bool) -> list[Column]:
+    """What a bank states about a borrower and the class derived from it: the same columns on
+    the borrower (current facts) and in its history (every version posted)."""
+    return [
+        Column("name", String(200), nullable=False),
+        Column("region", String(6), nullable=False, index=region_index),
+        Column("industry", String(40), nullable=False),
+        Column("employees", Integer, nullable=False),
+        Column("revenue_fen", BigInteger, nullable=False),
+        Column("total_assets_fen", BigInteger, nullable=False),
+        Column("private", Boolean, nullable=False),
+        Column("size_class", String(10), nullable=False),
+        Column("size_standard", String(40), nullable=False),
+    ]
+
+
 borrowers = Table(
     "borrowers", metadata,
     Column("id", Integer, primary_key=True),
     Column("credit_code", String(18), nullable=False, unique=True),
-    Column("name", String(200), nullable=False),
-    Column("region", String(6), nullable=False, index=True),
-    Column("industry", String(40), nullable=False),
-    Column("employees", Integer, nullable=False),
-    Column("revenue_fen", BigInteger, nullable=False),
-    Column("total_assets_fen", BigInteger, nullable=False),
-    Column("private", Boolean, nullable=False),
-    Column("size_class", String(10), nullable=False),
+    *_borrower_fact_columns(region_index=True),
     Column("sme", Boolean, nullable=False),
-    Column("size_standard", String(40), nullable=False),
     _ts("created_at"),
     _ts("updated_at"),
     CheckConstraint(_in("size_class", SIZE_CLASSES), name="size_class"),
@@ -184,15 +192,7 @@ borrower_facts = Table(
     "borrower_facts", metadata,
     Column("id", BigId, primary_key=True),
     Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
-    Column("name", String(200), nullable=False),
-    Column("region", String(6), nullable=False),
-    Column("industry", String(40), nullable=False),
-    Column("employees", Integer, nullable=False),
-    Column("revenue_fen", BigInteger, nullable=False),
-    Column("total_assets_fen", BigInteger, nullable=False),
-    Column("private", Boolean, nullable=False),
-    Column("size_class", String(10), nullable=False),
-    Column("size_standard", String(40), nullable=False),
+    *_borrower_fact_columns(region_index=False),
     Column("recorded_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
     _ts("recorded_at"),
 )
