@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from jobs.runs import run_once
 from ledger import chain, idempotency
 from ledger.db import run_in_transaction
+from ledger.dates import today as business_today
 
 log = logging.getLogger("ipledger.jobs")
 
@@ -28,7 +29,7 @@ def seal_chain(engine: Engine, batch: int = 5000) -> int:
 
 def purge_idempotency_keys(engine: Engine, today: date | None = None) -> bool:
     """Daily: forget stored outcomes older than the retention period (kept >= 30 days)."""
-    period = (today or date.today()).isoformat()
+    period = (today or business_today()).isoformat()
 
     def work():
         purged = run_in_transaction(engine, idempotency.purge_expired)

@@ -44,6 +44,7 @@ from ledger import institutions as inst
 from ledger import loans as loan_domain
 from ledger import programs
 from ledger.db import run_in_transaction
+from ledger.dates import today as business_today
 from ledger.errors import Conflict, Invalid
 from ledger.identifiers import (
     CREDIT_CODE_CHARSET,
@@ -662,7 +663,7 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     Fees, repayments and contributions dated after `as_of` (default: today) are not posted.
     """
     started = time.perf_counter()
-    today = date.today()
+    today = business_today()
     as_of = as_of or today
     if as_of > today:
         raise Invalid.field("as_of", "cannot be in the future")

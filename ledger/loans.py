@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ledger import accounts as chart
 from ledger.bulk import insert_many
 from ledger.db import utcnow
+from ledger.dates import today as business_today
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
@@ -107,7 +108,7 @@ def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
                  prefix: str = "loans", today: date | None = None) -> list[int]:
     """Validate and create every loan of the batch, with pledges and disbursement entries."""
     drafts = parse_batch(raw_items, prefix)
-    _check_started(drafts, prefix, today or date.today())
+    _check_started(drafts, prefix, today or business_today())
     borrowers_found = borrowers_by_code(conn, {d.borrower_code for d in drafts})
     programs_found = load_programs(conn, {d.program_code for d in drafts})
     bindings = _bind(drafts, borrowers_found, programs_found, prefix)
@@ -313,7 +314,7 @@ def _lock_loan(conn: Connection, loan_id: int, bank_id: int):
 
 
 def _not_future(day: date, field: str, today: date | None) -> None:
-    if day > (today or date.today()):
+    if day > (today or business_today()):
         raise Invalid.field(field, "cannot be in the future")
 
 

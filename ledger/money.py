@@ -23,7 +23,8 @@ FEN_PER_YUAN = 100
 MAX_YUAN = 10**13
 MAX_FEN = MAX_YUAN * FEN_PER_YUAN
 
-_YUAN_RE = re.compile(r"^(-)?(\d+)(?:\.(\d{1,2}))?$")
+# re.ASCII and fullmatch: no full-width digits, no trailing newline ("$" matches before one).
+_YUAN_RE = re.compile(r"(-)?(\d+)(?:\.(\d{1,2}))?", re.ASCII)
 
 Weight = Union[int, Decimal, Fraction]
 
@@ -40,7 +41,7 @@ def parse_yuan(value: object, field: str = "amount", *, allow_negative: bool = F
     if isinstance(value, int):
         fen = value * FEN_PER_YUAN
     else:
-        match = _YUAN_RE.match(value)
+        match = _YUAN_RE.fullmatch(value)
         if not match:
             raise Invalid.field(field, f"{value!r} is not an amount of yuan with at most two decimals")
         sign, whole, frac = match.groups()
@@ -74,7 +75,7 @@ def parse_ratio(value: object, field: str, *, max_places: int = 8,
     """A rate or ratio given as a decimal string ("0.0385") -> Decimal, range-checked."""
     if not isinstance(value, str):
         raise Invalid.field(field, "must be a decimal string such as \"0.0385\"")
-    if not re.fullmatch(r"\d+(\.\d+)?", value):
+    if not re.fullmatch(r"\d+(\.\d+)?", value, re.ASCII):
         raise Invalid.field(field, f"{value!r} is not a non-negative decimal number")
     try:
         ratio = Decimal(value)

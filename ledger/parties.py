@@ -14,6 +14,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger.db import utcnow
+from ledger.dates import today as business_today
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code, validate_region
 from ledger.money import check_fen
@@ -79,7 +80,7 @@ def upsert_borrower(conn: Connection, facts: BorrowerFacts, actor_key_id: int | 
     """Create the borrower, or update its current facts; returns (borrower, created)."""
     facts = check_facts(facts)
     size = classify(facts.industry, facts.employees, facts.revenue_fen, facts.total_assets_fen,
-                    on=today or date.today())
+                    on=today or business_today())
     now = utcnow()
     values = {**vars(facts), "size_class": size.size_class, "sme": size.sme,
               "size_standard": size.standard, "updated_at": now}

@@ -7,20 +7,19 @@ recording the same value again is a no-op, a different value is a conflict.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import Connection, insert, select
 
+from ledger.dates import parse_month
 from ledger.db import utcnow
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.money import parse_ratio
 from ledger.schema import reference_rates
 
 RATE_NAMES = ("LPR1Y",)
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,7 @@ def check_name(name: str) -> str:
 
 
 def check_month(month: object, field: str = "month") -> str:
-    if not isinstance(month, str) or not MONTH_RE.match(month):
-        raise Invalid.field(field, "must be a month written YYYY-MM")
-    return month
+    return parse_month(month, field)
 
 
 def month_of(day: date) -> str:

@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 
 from ledger.errors import FieldError, Invalid
+from ledger.dates import today as business_today
 
 # Package data next to this module; Path(__file__) keeps it working without an installed dist.
 REFERENCE_DIR = Path(__file__).parent / "reference"
@@ -159,7 +160,7 @@ def classify(
     before the first standard.
     """
     _check_inputs(industry, employees, revenue_fen, total_assets_fen)
-    standard = standard_in_force(date.today() if on is None else on)
+    standard = standard_in_force(business_today() if on is None else on)
     size_class = standard.row(industry).size_class(employees, revenue_fen, total_assets_fen)
     return Classification(
         size_class=size_class, sme=size_class in SME_CLASSES, standard=standard.code

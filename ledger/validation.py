@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Callable
 
+from ledger.dates import parse_date
 from ledger.errors import FieldError, Invalid
 from ledger.money import parse_ratio, parse_yuan
 
@@ -82,14 +83,10 @@ class Fields:
         value = self.get(key, required)
         if value is MISSING:
             return None
-        if isinstance(value, date):
-            return value
         try:
-            if not isinstance(value, str) or len(value) != 10:
-                raise ValueError
-            return date.fromisoformat(value)
-        except ValueError:
-            self.add(key, "must be a date written YYYY-MM-DD")
+            return parse_date(value, key)
+        except Invalid as error:
+            self.add(key, error.errors[0].message)
             return None
 
     def integer(self, key: str, low: int, high: int, required: bool = True) -> int | None:

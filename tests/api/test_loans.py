@@ -1,4 +1,5 @@
 """Banks posting loans, repayments and fees through HTTP: every rule of API.md, on both databases."""
+from ledger.dates import today as business_today
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -308,7 +309,7 @@ def test_large_batch_takes_the_bulk_path_and_stays_exact(client, book):
 
 def test_a_loan_cannot_start_in_the_future(client, book):
     from datetime import date, timedelta
-    tomorrow = date.today() + timedelta(days=1)
+    tomorrow = business_today() + timedelta(days=1)
     problem = assert_problem(book.post(client, start_date=tomorrow.isoformat(),
                                        maturity_date=(tomorrow + timedelta(days=365)).isoformat()), 422)
     assert problem["errors"][0]["field"] == "start_date"

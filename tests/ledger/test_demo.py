@@ -1,4 +1,5 @@
 """`ledger.demo`: a small demo book on an empty database, checked against the database itself."""
+from ledger.dates import today as business_today
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
@@ -139,7 +140,7 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
 
 def test_demo_refuses_a_future_as_of_before_writing(fresh_engine):
     with pytest.raises(Invalid):
-        demo.run(fresh_engine, as_of=date.today() + timedelta(days=1), **SMALL)
+        demo.run(fresh_engine, as_of=business_today() + timedelta(days=1), **SMALL)
     assert tx(lambda conn: list_institutions(conn, limit=1)) == []
 
 
