@@ -64,8 +64,6 @@ def entry_digest(entry: dict, entry_postings: list, version: int = DIGEST_VERSIO
         line = [p["id"], p["account_id"], p["amount_fen"], p["currency"]]
         lines.append(line if version == 1 else line + [p["account"]])
     content["postings"] = lines
-    if version >= 2:
-        content["digest_version"] = version
     encoded = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 
