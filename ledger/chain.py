@@ -98,8 +98,12 @@ def _postings_by_entry(conn: Connection, entry_ids: list[int]) -> dict[int, list
                postings.c.currency, *account_columns)
         .outerjoin(accounts, accounts.c.id == postings.c.account_id)
         .where(postings.c.entry_id.in_(entry_ids))).mappings()
+    identities: dict[int, dict] = {}  # accounts recur across postings: build each once
     for row in rows:
-        account = account_identity({name: row[f"account_{name}"] for name in DIGEST_ACCOUNT_FIELDS})
+        account = identities.get(row["account_id"])
+        if account is None:
+            account = identities[row["account_id"]] = account_identity(
+                {name: row[f"account_{name}"] for name in DIGEST_ACCOUNT_FIELDS})
         grouped[row["entry_id"]].append({"id": row["id"], "account_id": row["account_id"],
                                          "amount_fen": row["amount_fen"],
                                          "currency": row["currency"], "account": account})
