@@ -184,3 +184,12 @@ def test_a_regional_auditor_gets_the_whole_book_proof_and_its_regions_counts(cli
     assert national["scope"] == {"region": "000000", "entries": national["entries"],
                                  "postings": national["postings"]}
     assert regional["entries"] == national["entries"] and regional["head"] == national["head"]
+
+
+def test_the_head_of_an_unsealed_book_is_all_null(fresh_engine):
+    from api import create_app
+    client = create_app(fresh_engine, {"TESTING": True}).test_client()
+    body = client.get("/v1/audit/head", headers=auth("admin")).get_json()
+    assert body == {"seq": None, "hash": None, "entry_id": None, "sealed_at": None, "anchor": None}
+    verified = client.get("/v1/audit/verify", headers=auth("admin")).get_json()
+    assert verified["head"] is None and verified["scope"] == {"region": "000000", "entries": 0, "postings": 0}
