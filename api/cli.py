@@ -229,20 +229,44 @@ def institutions_create(code, name, kind, region) -> None:
     click.echo(f"created {made.kind} {made.code} (id {made.id})")
 
 
+def _utc_text(moment) -> str:
+    from ledger.db import as_utc
+    return as_utc(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _chain_head(value: str | None):
+    from ledger.chain import parse_head
+    if value is None:
+        return None
+    try:
+        return parse_head(value, "--expect")
+    except DomainError as error:
+        raise click.BadParameter(error.errors[0].message) from None
+
+
 @main.command()
 @click.option("--seal/--no-seal", default=True, show_default=True,
               help="Chain entries still unsealed before verifying.")
-def verify(seal: bool) -> None:
-    """Prove the books: every entry balanced, the hash chain intact. Exit 1 if not."""
+@click.option("--expect", metavar="SEQ:HASH", callback=lambda _ctx, _param, value: _chain_head(value),
+              help="A head written down earlier (the `anchor` printed here or by GET "
+                   "/v1/audit/head): also prove the book still extends it.")
+def verify(seal: bool, expect) -> None:
+    """Prove the books: every entry balanced, the hash chain intact (and, with --expect, still
+    extending a head written down earlier). Prints the head to write down. Exit 1 if not."""
     from jobs.tasks import seal_chain
     from ledger.chain import verify as verify_books
     engine = _engine()
     if seal:
         seal_chain(engine)
     with engine.connect() as conn:
-        result = verify_books(conn)
-    click.echo(json.dumps(result.as_dict(), indent=2))
-    if not (result.balanced and result.chain_intact):
+        result = verify_books(conn, expect)
+    click.echo(json.dumps(result.as_dict(), indent=2, default=_utc_text))
+    if result.head:
+        click.echo(f"head {result.head.anchor} (sealed {_utc_text(result.head.sealed_at)}): write it down; "
+                   "`ipledger verify --expect` proves the book still extends it", err=True)
+    if result.expect and not result.expect.extends:
+        click.echo(f"the book does not extend {expect[0]}:{expect[1]}: {result.expect.reason}", err=True)
+    if not (result.balanced and result.chain_intact) or (result.expect and not result.expect.extends):
         sys.exit(1)
 
 

@@ -342,9 +342,9 @@ def http_batch(client, world: World, batch_size: int) -> tuple[Callable, Callabl
 
 def check_column_lists() -> None:
     """The raw baseline must write every column the service writes: fail loudly if the schema
-    grew a column this file does not know about."""
+    grew a column this file does not know about (columns the database fills are not written)."""
     for table, columns in WRITTEN_TABLES:
-        expected = {c.name for c in table.columns} - {"id"}
+        expected = {c.name for c in table.columns if not c.info.get("filled_by_database")} - {"id"}
         assert set(columns) == expected, (
             f"bench/loans.py writes {sorted(columns)} to {table.name}, the schema has {sorted(expected)}")
 

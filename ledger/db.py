@@ -119,8 +119,12 @@ def alembic_config(url: str | None = None):
 
 
 def upgrade_to_head(engine: Engine) -> None:
+    upgrade_to(engine, "head")
+
+
+def upgrade_to(engine: Engine, revision: str) -> None:
     from alembic import command
-    _migrate(engine, lambda cfg: command.upgrade(cfg, "head"))
+    _migrate(engine, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade_to(engine: Engine, revision: str) -> None:

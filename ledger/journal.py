@@ -4,15 +4,19 @@ What `post_entries` promises (the only way money moves):
 - every entry has at least two postings, no posting is zero, and the postings sum to zero per
   currency (debit positive, credit negative: see the design overview in `ledger.schema`);
 - every account exists and holds the posting's currency; the effective date is given;
+- a reversal (`reverses_id`) mirrors an entry that exists: the same accounts and currencies
+  with negated amounts (as a multiset), the same loan, not dated before it; that entry is not
+  itself a reversal and is reversed at most once (also within one batch);
 - the whole batch is written or nothing is (it runs inside the caller's transaction);
-- rows are only ever inserted: a correction is `reverse_entry`, at most once per entry.
-A single entry is a batch of one: there is no second, slower path.
+- rows are only ever inserted: a correction is a reversal (`reverse_entry` builds one).
+A single entry is a batch of one: there is no second, slower path. The database holds the same
+rules where it can (docs/DATABASE_RULES.md).
 
 Balances are sums of postings; `as_of` takes entries whose effective date is on or before it.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Sequence
@@ -153,12 +157,13 @@ def post_entries(conn: Connection, drafts: Sequence[EntryDraft], actor: Actor = 
     for index, draft in enumerate(drafts):
         check_draft(draft, index)
     _check_accounts(conn, drafts)
+    _check_reversals(conn, drafts)
     recorded_at = utcnow()
     entry_rows = [_entry_row(draft, actor, recorded_at) for draft in drafts]
     try:
         entry_ids = insert_many(conn, entries, entry_rows, return_ids=True)
     except IntegrityError as exc:
-        if any(d.reverses_id is not None for d in drafts):
+        if any(d.reverses_id is not None for d in drafts):  # a concurrent reversal won
             raise Conflict("that entry has already been reversed") from exc
         raise
     posting_rows = [
@@ -189,13 +194,17 @@ def check_draft(draft: EntryDraft, index: int = 0) -> None:
         raise Invalid.field(f"{where}.postings", f"postings do not sum to zero: {unbalanced}")
 
 
+def _chunks(ids: Iterable[int], size: int = 5000) -> Iterable[list[int]]:
+    """Sorted ids in lists that stay under bind-parameter limits."""
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
+
+
 def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
-    wanted = {line.account_id for draft in drafts for line in draft.lines}
     currency_by_id: dict[int, str] = {}
-    ids = sorted(wanted)
-    for start in range(0, len(ids), 5000):
-        rows = conn.execute(select(accounts.c.id, accounts.c.currency)
-                            .where(accounts.c.id.in_(ids[start:start + 5000])))
+    for chunk in _chunks(line.account_id for draft in drafts for line in draft.lines):
+        rows = conn.execute(select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(chunk)))
         currency_by_id.update({row.id: row.currency for row in rows})
     for draft_index, draft in enumerate(drafts):
         for line in draft.lines:
@@ -206,6 +215,52 @@ def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
             if currency != line.currency:
                 raise Invalid.field(f"entries.{draft_index}.postings",
                                     f"account {line.account_id} holds {currency}, not {line.currency}")
+
+
+def _check_reversals(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
+    """The reversal rules for every draft with `reverses_id` (three queries per 5,000 targets)."""
+    reversals = [(index, draft) for index, draft in enumerate(drafts) if draft.reverses_id is not None]
+    if not reversals:
+        return
+    originals, reversed_by, mirrors = {}, {}, defaultdict(Counter)
+    for chunk in _chunks(draft.reverses_id for _, draft in reversals):
+        originals.update({row.id: row for row in conn.execute(
+            select(entries.c.id, entries.c.reverses_id, entries.c.effective_on, entries.c.loan_id)
+            .where(entries.c.id.in_(chunk)))})
+        reversed_by.update(dict(conn.execute(select(entries.c.reverses_id, entries.c.id)
+                                             .where(entries.c.reverses_id.in_(chunk))).all()))
+        for row in conn.execute(select(postings.c.entry_id, postings.c.account_id,
+                                       postings.c.amount_fen, postings.c.currency)
+                                .where(postings.c.entry_id.in_(chunk))):
+            mirrors[row.entry_id][(row.account_id, -row.amount_fen, row.currency)] += 1
+    in_batch: dict[int, int] = {}
+    for index, draft in reversals:
+        target = draft.reverses_id
+        if target in in_batch:
+            raise Conflict(f"entry {target} is reversed twice in this batch "
+                           f"(entries.{in_batch[target]} and entries.{index})")
+        in_batch[target] = index
+        _check_reversal(index, draft, originals.get(target), reversed_by.get(target), mirrors[target])
+
+
+def _check_reversal(index: int, draft: EntryDraft, original, reversed_by_id: int | None,
+                    mirror: Counter) -> None:
+    target, where = draft.reverses_id, f"entries.{index}"
+    if original is None:
+        raise NotFound(f"entry {target} does not exist")
+    if original.reverses_id is not None:
+        raise Conflict(f"entry {target} is itself a reversal; post the event again instead")
+    if reversed_by_id is not None:
+        raise Conflict(f"entry {target} was already reversed by entry {reversed_by_id}")
+    if draft.effective_on < original.effective_on:
+        raise Invalid.field(f"{where}.effective_on",
+                            "a reversal cannot take effect before the entry it reverses")
+    if draft.loan_id != original.loan_id:
+        raise Invalid.field(f"{where}.loan_id", f"a reversal concerns the loan of the entry it "
+                                                f"reverses (loan {original.loan_id})")
+    if Counter((line.account_id, line.amount_fen, line.currency) for line in draft.lines) != mirror:
+        raise Invalid.field(f"{where}.postings", f"a reversal must mirror entry {target}: its "
+                                                 "postings' accounts and currencies, amounts negated")
 
 
 def _entry_row(draft: EntryDraft, actor: Actor, recorded_at) -> dict:
@@ -219,22 +274,15 @@ def _entry_row(draft: EntryDraft, actor: Actor, recorded_at) -> dict:
 
 def reverse_entry(conn: Connection, entry_id: int, effective_on: date, actor: Actor = SYSTEM,
                   memo: str | None = None) -> int:
-    """Post the mirror image of an entry. Refused for a reversal, or an entry already reversed."""
-    original = conn.execute(select(entries).where(entries.c.id == entry_id)).mappings().first()
+    """Post the mirror image of an entry; `post_entries` checks every reversal rule."""
+    original = conn.execute(select(entries.c.loan_id).where(entries.c.id == entry_id)).first()
     if original is None:
         raise NotFound(f"entry {entry_id} does not exist")
-    if original["reverses_id"] is not None:
-        raise Conflict(f"entry {entry_id} is itself a reversal; post the event again instead")
-    already = conn.execute(select(entries.c.id).where(entries.c.reverses_id == entry_id)).first()
-    if already is not None:
-        raise Conflict(f"entry {entry_id} was already reversed by entry {already.id}")
-    if effective_on < original["effective_on"]:
-        raise Invalid.field("effective_on", "a reversal cannot take effect before its entry")
     lines = tuple(Line(row.account_id, -row.amount_fen, row.currency) for row in conn.execute(
         select(postings).where(postings.c.entry_id == entry_id).order_by(postings.c.id)))
     draft = EntryDraft(kind="reversal", effective_on=effective_on, lines=lines,
                        memo=memo or f"reversal of entry {entry_id}", reverses_id=entry_id,
-                       loan_id=original["loan_id"])
+                       loan_id=original.loan_id)
     return post_entry(conn, draft, actor)
 
 

@@ -10,6 +10,7 @@ from datetime import date
 
 from sqlalchemy import Connection, case, exists, func, or_, select, true
 
+from ledger import chain
 from ledger.errors import NotFound
 from ledger.journal import balance_fen, normal_balance_fen
 from ledger.schema import (accounts, borrowers, entries, institutions, loans, postings,
@@ -92,13 +93,17 @@ def account_balance(conn: Connection, scope: ReadScope, account_id: int,
             "normal_balance_fen": normal_balance_fen(row["kind"], signed)}
 
 
+def _entries_in(scope: ReadScope):
+    """The entries a reader sees: those touching its accounts (all of them for EVERYTHING)."""
+    if scope == EVERYTHING:
+        return true()
+    return exists().where(postings.c.entry_id == entries.c.id,
+                          postings.c.account_id == accounts.c.id, scope.account_condition())
+
+
 def list_entries(conn: Connection, scope: ReadScope, *, after_id: int = 0, limit: int = 50) -> list[dict]:
     """Entries in id order with their postings; a scoped reader sees entries touching its accounts."""
-    query = select(entries).where(entries.c.id > after_id)
-    if scope != EVERYTHING:
-        touches = exists().where(postings.c.entry_id == entries.c.id,
-                                 postings.c.account_id == accounts.c.id, scope.account_condition())
-        query = query.where(touches)
+    query = select(entries).where(entries.c.id > after_id, _entries_in(scope))
     rows = [dict(row) for row in conn.execute(query.order_by(entries.c.id).limit(limit)).mappings()]
     if not rows:
         return rows
@@ -112,3 +117,20 @@ def list_entries(conn: Connection, scope: ReadScope, *, after_id: int = 0, limit
     for row in rows:
         row["postings"] = by_entry[row["id"]]
     return rows
+
+
+def verify_for(conn: Connection, scope: ReadScope, expect: tuple[int, str] | None = None) -> dict:
+    """The whole book's proof (`ledger.chain.verify`: a hash chain can only be proven whole,
+    whoever asks) and, under `scope`, what this reader's `/v1/journal` holds: its entries and
+    their postings."""
+    proof = chain.verify(conn, expect).as_dict()
+    if scope == EVERYTHING:
+        proof["scope"] = {"entries": proof["entries"], "postings": proof["postings"]}
+        return proof
+    visible = select(entries.c.id).where(_entries_in(scope)).subquery()
+    proof["scope"] = {
+        "entries": conn.execute(select(func.count()).select_from(visible)).scalar_one(),
+        "postings": conn.execute(select(func.count()).select_from(postings)
+                                 .where(postings.c.entry_id.in_(select(visible.c.id)))).scalar_one(),
+    }
+    return proof

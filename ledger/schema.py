@@ -10,18 +10,22 @@ Design overview (read this before the journal code)
   and no posting is zero. An asset's or expense's natural balance is positive; a liability's,
   equity's or income's is negative (shown negated as its "normal balance").
 - Posted rows never change: corrections are reversal entries (`reverses_id`, unique, so an
-  entry is reversed at most once). PostgreSQL enforces immutability and balance with triggers
-  (see migrations and docs/DATABASE_RULES.md); SQLite refuses UPDATE/DELETE by trigger and the
-  balance rule in `ledger.journal`.
+  entry is reversed at most once; a reversal mirrors its entry and is never itself reversed).
+  An entry's postings are written in the transaction that creates it, each in its account's
+  currency, and accounts never change either: what a posting means cannot be altered later.
+  PostgreSQL enforces all of this with triggers and keys (migrations 0001 and 0003,
+  docs/DATABASE_RULES.md); SQLite with the triggers it allows, the rest in `ledger.journal`.
 - `entry_seals` chain the entries: seal n holds sha256(seal n-1's hash + entry n's content
-  digest). Seals are written after commit, in order, by one sealer (see `ledger.chain`), so
-  writers never queue behind a chain head.
+  digest, which covers its postings and their accounts from digest version 2). Seals are
+  written after commit, in order, by one sealer (see `ledger.chain`), so writers never queue
+  behind a chain head.
 - Money columns are BIGINT fen; rates and ratios are decimal text (exact on both databases).
 """
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey,
-                        Index, Integer, MetaData, String, Table, Text, UniqueConstraint)
+                        ForeignKeyConstraint, Index, Integer, MetaData, SmallInteger, String, Table,
+                        Text, UniqueConstraint)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -90,6 +94,8 @@ accounts = Table(
     Column("program_id", ForeignKey("programs.id"), nullable=True, index=True),
     Column("loan_id", ForeignKey("loans.id"), nullable=True, index=True),
     CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
+    # The target of postings' (account_id, currency) key: a posting is in its account's currency.
+    Index("uq_accounts_id_currency", "id", "currency", unique=True),
 )
 
 entries = Table(
@@ -104,16 +110,24 @@ entries = Table(
     Column("reverses_id", ForeignKey("entries.id"), nullable=True, unique=True),
     Column("memo", String(500), nullable=True),
     Column("loan_id", ForeignKey("loans.id"), nullable=True, index=True),
+    # PostgreSQL: the top-level transaction that created the entry (pg_current_xact_id(), by
+    # column default); postings are refused for any other. NULL on SQLite (it has no
+    # transaction ids) and for entries made before migration 0003. Not business content: not
+    # in the API, not in the chain digest.
+    Column("created_xact", BigInteger, nullable=True, info={"filled_by_database": True}),
 )
 
 postings = Table(
     "postings", metadata,
     Column("id", BigId, primary_key=True),
     Column("entry_id", ForeignKey("entries.id"), nullable=False, index=True),
-    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("account_id", BigId, nullable=False, index=True),
     Column("amount_fen", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     CheckConstraint("amount_fen <> 0", name="nonzero"),
+    # PostgreSQL. SQLite keeps its original key on account_id alone (journal tables are never
+    # rebuilt there) and a trigger checks the currency: see migration 0003.
+    ForeignKeyConstraint(["account_id", "currency"], ["accounts.id", "accounts.currency"]),
 )
 
 entry_seals = Table(
@@ -123,6 +137,9 @@ entry_seals = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     _ts("sealed_at"),
+    # Which `ledger.chain` digest the hash was computed with: 1 before migration 0003 (entry and
+    # postings), 2 after (and each posting's account).
+    Column("digest_version", SmallInteger, nullable=False),
 )
 
 idempotency_keys = Table(

@@ -33,6 +33,37 @@ def test_first_run_keys_and_verify(tmp_path):
     assert result["balanced"] and result["chain_intact"]
 
 
+def test_verify_prints_the_head_and_proves_extension(tmp_path):
+    from datetime import date
+    from ledger.db import make_engine
+    from ledger.journal import AccountSpec, EntryDraft, Line, ensure_accounts, post_entry
+    from tests import factories
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    factories.bind(engine)
+
+    def post_one():
+        bank = factories.InstitutionFactory()
+        specs = [AccountSpec(factories.unique("k"), "k", kind, "test", institution_id=bank.id)
+                 for kind in ("asset", "equity")]
+        ids = list(factories.tx(lambda conn: ensure_accounts(conn, specs)).values())
+        factories.tx(lambda conn: post_entry(conn, EntryDraft("test", date(2025, 1, 1),
+                                                              (Line(ids[0], 5), Line(ids[1], -5)))))
+    post_one()
+    first = ipledger(tmp_path, "verify")
+    head = json.loads(first.stdout)["head"]
+    assert head["seq"] == 1 and f"head 1:{head['hash']}" in first.stderr
+    post_one()
+    extended = json.loads(ipledger(tmp_path, "verify", "--expect", f"1:{head['hash']}").stdout)
+    assert extended["expect"]["extends"] and extended["head"]["seq"] == 2
+    wrong = ipledger(tmp_path, "verify", "--expect", f"1:{'0' * 64}", check=False)
+    assert wrong.returncode == 1 and json.loads(wrong.stdout)["expect"]["extends"] is False
+    assert "does not extend" in wrong.stderr
+    malformed = ipledger(tmp_path, "verify", "--expect", "1:abc", check=False)
+    assert malformed.returncode == 2 and "SEQ:HASH" in malformed.stderr
+    engine.dispose()
+
+
 @pytest.mark.parametrize("args, message", [
     (("keys", "create", "--role", "bank"), "needs an institution"),
     (("keys", "create", "--role", "bank", "--institution", "NOPE"), "does not exist"),

@@ -124,3 +124,72 @@ def test_loans_csv_has_one_row_per_loan(client, engine):
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [int(r["id"]) for r in rows] == ids and rows[0]["pledge_count"] == "2"
     assert rows[0]["principal"] == "5000000.00"
+
+
+# --- the chain head and proving extension (issue 7, item 5) --------------------------------
+
+def _post_between(bank_region: str = "440106") -> None:
+    bank = InstitutionFactory(region=bank_region)
+    specs = [AccountSpec(unique(f"inst:{bank.id}:cash"), "cash", "asset", "settlement", institution_id=bank.id),
+             AccountSpec(unique(f"inst:{bank.id}:cap"), "capital", "equity", "capital", institution_id=bank.id)]
+    ids = list(tx(lambda conn: ensure_accounts(conn, specs)).values())
+    tx(lambda conn: post_entry(conn, EntryDraft("capital_paid_in", date(2025, 1, 10),
+                                                (Line(ids[0], 700), Line(ids[1], -700)))))
+
+
+def test_the_head_is_published_to_auditors_and_admins(client, booked):
+    tx(chain.seal_pending)
+    head = tx(chain.head)
+    for role in ("bank", "insurer", "fiscal"):
+        assert client.get("/v1/audit/head", headers=auth(role)).status_code == 403
+    body = client.get("/v1/audit/head", headers=auth("auditor")).get_json()
+    assert body == {"seq": head.seq, "hash": head.hash, "entry_id": head.entry_id,
+                    "sealed_at": body["sealed_at"], "anchor": f"{head.seq}:{head.hash}"}
+    assert body["sealed_at"].endswith("Z")
+    assert client.get("/v1/audit/head", headers=auth("admin")).get_json() == body
+
+
+def test_verify_proves_the_book_extends_a_head_written_down_earlier(client, booked):
+    auditor = auth("auditor")
+    tx(chain.seal_pending)
+    written_down = client.get("/v1/audit/head", headers=auditor).get_json()["anchor"]
+    _post_between()
+    tx(chain.seal_pending)
+    body = client.get(f"/v1/audit/verify?expect={written_down}", headers=auditor).get_json()
+    seq, hash_ = written_down.split(":")
+    assert body["expect"] == {"seq": int(seq), "hash": hash_, "extends": True, "reason": None}
+    assert body["head"]["seq"] > int(seq) and body["chain_intact"] is True
+    other_hash = ("1" if hash_[0] == "0" else "0") + hash_[1:]
+    refused = client.get(f"/v1/audit/verify?expect={seq}:{other_hash}", headers=auditor).get_json()
+    assert refused["expect"]["extends"] is False and "another hash" in refused["expect"]["reason"]
+    assert client.get("/v1/audit/verify", headers=auditor).get_json()["expect"] is None
+
+
+@pytest.mark.parametrize("expect", ["12", "abc", "1:xyz", "0:" + "a" * 64, "1:" + "a" * 65, ""])
+def test_verify_refuses_a_malformed_head_with_422(client, expect):
+    response = client.get(f"/v1/audit/verify?expect={expect}", headers=auth("auditor"))
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    assert [e["field"] for e in response.get_json()["errors"]] == ["query.expect"]
+
+
+def test_a_regional_auditor_gets_the_whole_book_proof_and_its_regions_counts(client, booked):
+    _post_between("540102")  # Lhasa: no other test books there
+    _post_between("540102")
+    tx(chain.seal_pending)
+    regional = client.get("/v1/audit/verify", headers=auth("auditor", InstitutionFactory(
+        kind="auditor", region="540000").code)).get_json()
+    national = client.get("/v1/audit/verify", headers=auth("auditor", InstitutionFactory(
+        kind="auditor", region="000000").code)).get_json()
+    assert regional["scope"] == {"region": "540000", "entries": 2, "postings": 4}
+    assert national["scope"] == {"region": "000000", "entries": national["entries"],
+                                 "postings": national["postings"]}
+    assert regional["entries"] == national["entries"] and regional["head"] == national["head"]
+
+
+def test_the_head_of_an_unsealed_book_is_all_null(fresh_engine):
+    from api import create_app
+    client = create_app(fresh_engine, {"TESTING": True}).test_client()
+    body = client.get("/v1/audit/head", headers=auth("admin")).get_json()
+    assert body == {"seq": None, "hash": None, "entry_id": None, "sealed_at": None, "anchor": None}
+    verified = client.get("/v1/audit/verify", headers=auth("admin")).get_json()
+    assert verified["head"] is None and verified["scope"] == {"region": "000000", "entries": 0, "postings": 0}

@@ -78,11 +78,60 @@ def test_reversal_once_only(three_accounts):
         tx(lambda conn: reverse_entry(conn, entry_id, D2))
     with pytest.raises(Conflict, match="itself a reversal"):
         tx(lambda conn: reverse_entry(conn, reversal_id, D2))
-    with pytest.raises(Invalid, match="before its entry"):
+    with pytest.raises(Invalid, match="before the entry it reverses"):
         other = tx(lambda conn: post_entry(conn, draft([a, b], [1, -1], D3)))
         tx(lambda conn: reverse_entry(conn, other, D1))
     with pytest.raises(NotFound):
         tx(lambda conn: reverse_entry(conn, 10**12, D2))
+
+
+def reversal(original_id, lines, on=D2, loan_id=None):
+    return EntryDraft("reversal", on, tuple(Line(a, fen) for a, fen in lines),
+                      reverses_id=original_id, loan_id=loan_id)
+
+
+def test_post_entries_accepts_a_mirror_in_any_order(three_accounts):
+    a, b, c = three_accounts
+    entry_id = tx(lambda conn: post_entry(conn, draft([a, b, c], [10, -4, -6], D1)))
+    mirror = reversal(entry_id, [(c, 6), (a, -10), (b, 4)])
+    reversal_id = tx(lambda conn: post_entry(conn, mirror))
+    assert tx(lambda conn: balances_fen(conn, [a, b, c])) == {a: 0, b: 0, c: 0}
+    assert reversal_id > entry_id
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([(0, -9), (1, 9)], "mirror"),                          # other amounts
+    ([(0, 10), (1, -10)], "mirror"),                        # the same sign: a repeat
+    ([(0, -5), (0, -5), (1, 10)], "mirror"),                # the same sums, other lines
+    ([(0, -10), (2, 10)], "mirror"),                        # another account
+])
+def test_post_entries_refuses_a_reversal_that_does_not_mirror(three_accounts, lines, message):
+    accounts = three_accounts
+    entry_id = tx(lambda conn: post_entry(conn, draft(accounts[:2], [10, -10])))
+    bad = reversal(entry_id, [(accounts[i], fen) for i, fen in lines])
+    with pytest.raises(Invalid, match=message):
+        tx(lambda conn: post_entry(conn, bad))
+
+
+def test_post_entries_checks_every_reversal_rule(three_accounts):
+    a, b, _ = three_accounts
+    first = tx(lambda conn: post_entry(conn, draft([a, b], [10, -10], D1)))
+    second = tx(lambda conn: post_entry(conn, draft([a, b], [3, -3], D2)))
+    undo_first = reversal(first, [(a, -10), (b, 10)])
+    with pytest.raises(Conflict, match="reversed twice in this batch"):
+        tx(lambda conn: post_entries(conn, [undo_first, undo_first]))
+    with pytest.raises(Invalid, match="before the entry it reverses"):
+        tx(lambda conn: post_entry(conn, reversal(second, [(a, -3), (b, 3)], on=D1)))
+    with pytest.raises(Invalid, match="the loan of the entry it reverses"):
+        tx(lambda conn: post_entry(conn, reversal(first, [(a, -10), (b, 10)], loan_id=10**9)))
+    with pytest.raises(NotFound, match="does not exist"):
+        tx(lambda conn: post_entry(conn, reversal(10**12, [(a, -10), (b, 10)])))
+    reversal_id = tx(lambda conn: post_entry(conn, undo_first))
+    with pytest.raises(Conflict, match=f"already reversed by entry {reversal_id}"):
+        tx(lambda conn: post_entry(conn, undo_first))
+    with pytest.raises(Conflict, match="itself a reversal"):
+        tx(lambda conn: post_entry(conn, reversal(reversal_id, [(a, 10), (b, -10)], on=D3)))
+    assert tx(lambda conn: balances_fen(conn, [a, b])) == {a: 3, b: -3}
 
 
 def test_ensure_accounts_is_idempotent(engine):
