@@ -88,7 +88,7 @@ def test_verify_is_for_auditors_and_reports_the_books(client, booked):
 def test_loan_sub_ledgers_are_visible_to_their_bank_with_owners_named(client, engine):
     from tests.factories import BorrowerFactory, ProgramFactory, make_loan
     bank = InstitutionFactory()
-    borrower = BorrowerFactory()
+    borrower = BorrowerFactory(bank_id=bank.id)
     loan_id = make_loan(bank.id, borrower.facts.credit_code, ProgramFactory().code)
     items = client.get("/v1/accounts?limit=1000", headers=auth("bank", bank.code)).get_json()["items"]
     mine = {(i["code"], i["owner"], i["owner_kind"], i["loan"]) for i in items}
@@ -119,7 +119,7 @@ def test_loans_csv_has_one_row_per_loan(client, engine):
     import io
     from tests.factories import BorrowerFactory, ProgramFactory, make_loan
     bank = InstitutionFactory()
-    ids = [make_loan(bank.id, BorrowerFactory().facts.credit_code, ProgramFactory().code) for _ in range(2)]
+    ids = [make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, ProgramFactory().code) for _ in range(2)]
     response = client.get("/v1/loans?limit=10", headers={**auth("bank", bank.code), "Accept": "text/csv"})
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [int(r["id"]) for r in rows] == ids and rows[0]["pledge_count"] == "2"

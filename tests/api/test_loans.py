@@ -18,7 +18,7 @@ class Book:
         self.bank = InstitutionFactory(kind="bank", region="440100")
         self.headers = auth("bank", self.bank.code)
         self.program = ProgramFactory(region="440100")
-        self.borrower = BorrowerFactory(region="440106")
+        self.borrower = BorrowerFactory(region="440106", bank_id=self.bank.id)
 
     def body(self, **over):
         body = loan_body(self.borrower.facts.credit_code, self.program.code)
@@ -33,6 +33,10 @@ class Book:
         response = self.post(client, **over)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
+
+    def batch(self, client, items, key=None):
+        return client.post("/v1/loans/batch", json={"loans": items},
+                           headers={**self.headers, "Idempotency-Key": key or unique("b")})
 
     def repay(self, client, loan_id, principal, interest="0", paid_on="2025-06-01", key=None):
         return client.post(f"/v1/loans/{loan_id}/repayments",
@@ -122,7 +126,7 @@ def test_programme_not_in_force_on_the_start_date(client, book, engine):
 
 
 def test_programme_must_cover_the_borrower_region(client, book):
-    elsewhere = BorrowerFactory(region="510104")
+    elsewhere = BorrowerFactory(region="510104", bank_id=book.bank.id)
     problem = assert_problem(book.post(client, borrower=elsewhere.facts.credit_code), 422)
     assert "does not cover" in problem["errors"][0]["message"]
 
@@ -237,29 +241,31 @@ def test_fees(client, book):
                 {"kind": "premium", "amount": "0", "paid_on": "2025-02-25"}):
         assert_problem(client.post(url, json=bad, headers={**book.headers, "Idempotency-Key": unique("f")}), 422)
     events = client.get(f"/v1/loans/{loan['id']}", headers=book.headers).get_json()["events"]
-    assert [e["kind"] for e in events] == ["loan_disbursed", "premium_paid"]
+    # events in business-date order: the premium was paid before the disbursement
+    assert [(e["kind"], e["effective_on"]) for e in events] == [("premium_paid", "2025-02-25"),
+                                                                ("loan_disbursed", "2025-03-01")]
 
 
 def test_batch_is_all_or_nothing_with_per_item_errors(client, book):
     good = [book.body() for _ in range(3)]
     bad = book.body(maturity_date="2024-01-01")
-    response = client.post("/v1/loans/batch", json={"loans": good + [bad]}, headers=book.headers)
+    response = book.batch(client, good + [bad])
     problem = assert_problem(response, 422)
     assert [e["field"] for e in problem["errors"]] == ["loans.3.maturity_date"]
     mine = {l["contract_no"] for l in client.get("/v1/loans?limit=1000", headers=book.headers).get_json()["items"]}
     assert not mine & {b["contract_no"] for b in good}
-    created = client.post("/v1/loans/batch", json={"loans": good}, headers=book.headers)
+    created = book.batch(client, good)
     assert created.status_code == 201
     assert [i["contract_no"] for i in created.get_json()["loans"]] == [b["contract_no"] for b in good]
-    duplicate = client.post("/v1/loans/batch", json={"loans": [good[0], book.body()]}, headers=book.headers)
+    duplicate = book.batch(client, [good[0], book.body()])
     assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans.0.contract_no"
-    twice = client.post("/v1/loans/batch", json={"loans": [bad | {"maturity_date": "2026-01-01"}] * 2}, headers=book.headers)
+    twice = book.batch(client, [bad | {"maturity_date": "2026-01-01"}] * 2)
     assert assert_problem(twice, 422)["errors"][0]["field"] == "loans.1.contract_no"
 
 
 def test_batch_size_limit(client, book):
-    assert_problem(client.post("/v1/loans/batch", json={"loans": []}, headers=book.headers), 422)
-    assert_problem(client.post("/v1/loans/batch", json={"loans": [{}] * 10001}, headers=book.headers), 422)
+    assert_problem(book.batch(client, []), 422)
+    assert_problem(book.batch(client, [{}] * 10001), 422)
 
 
 def test_concurrent_retries_of_one_key_create_one_loan(app, book, backend):
@@ -294,7 +300,7 @@ def test_large_batch_takes_the_bulk_path_and_stays_exact(client, book):
     """Past ledger.bulk.COPY_THRESHOLD rows PostgreSQL writes with COPY: same rows, same rules."""
     from ledger.bulk import COPY_THRESHOLD
     bodies = [book.body(principal=f"{1000 + i}.{i % 100:02d}") for i in range(COPY_THRESHOLD + 6)]
-    created = client.post("/v1/loans/batch", json={"loans": bodies}, headers=book.headers)
+    created = book.batch(client, bodies)
     assert created.status_code == 201, created.get_json()
     ids = [item["id"] for item in created.get_json()["loans"]]
     assert ids == sorted(ids)

@@ -20,7 +20,7 @@ START = date(2024, 1, 10)
                          max_size=6))
 def test_outstanding_is_principal_minus_repaid(engine, principal_fen, payments):
     bank = InstitutionFactory()
-    loan_id = make_loan(bank.id, BorrowerFactory().facts.credit_code, ProgramFactory().code,
+    loan_id = make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, ProgramFactory().code,
                         principal=str(principal_fen // 100) + f".{principal_fen % 100:02d}",
                         start_date=START.isoformat(), maturity_date="2026-01-10")
     repaid, closed = 0, False
