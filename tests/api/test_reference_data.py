@@ -193,3 +193,64 @@ def test_fund_contributions_and_statement(client, engine):
     early = client.get(f"/v1/programs/{program.code}/fund?as_of=2025-06-30", headers=auth("auditor")).get_json()
     assert early["balance"] == "30000000.00"
     assert_problem(client.get(f"/v1/programs/{program.code}/fund", headers=auth("bank")), 403)
+
+
+# --- inputs that only look right (issue 9: parsers fixed on main; pinned here at the API) -------
+
+def test_a_month_with_a_newline_is_not_recorded_as_that_month(client, fresh_engine):
+    """'2025-06\\n' was accepted (a 500 on PostgreSQL: it overflowed varchar(7)), after which
+    '2025-06' at another rate was accepted too."""
+    from api import create_app
+    client = create_app(fresh_engine).test_client()
+    fiscal = auth("fiscal")
+    for month in ("2025-06\n", "２０２５-06", "2025-6", "2025-06-01"):
+        problem = assert_problem(client.post("/v1/reference-rates/LPR1Y", json={"month": month, "rate": "0.0300"},
+                                             headers=fiscal), 422)
+        assert problem["errors"][0]["field"] == "month"
+    assert client.post("/v1/reference-rates/LPR1Y", json={"month": "2025-06", "rate": "0.0290"},
+                       headers=fiscal).status_code == 201
+    assert_problem(client.get("/v1/reference-rates/LPR1Y/2025-06%0A", headers=fiscal), 422)
+
+
+# --- fund contributions: money moves, so a key is required; the date is a day the fund existed --
+
+def test_fund_contributions_need_an_idempotency_key(client, engine):
+    program = ProgramFactory(region="440100")
+    fiscal = auth("fiscal", InstitutionFactory(kind="fiscal", region="440000").code)
+    url = f"/v1/programs/{program.code}/fund-contributions"
+    assert_problem(client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=fiscal), 400)
+    assert client.get(f"/v1/programs/{program.code}/fund", headers=fiscal).get_json()["movements"] == []
+    headers = {**fiscal, "Idempotency-Key": unique("c")}
+    first = client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=headers)
+    again = client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=headers)
+    assert first.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert client.get(f"/v1/programs/{program.code}/fund", headers=fiscal).get_json()["balance"] == "100.00"
+
+
+@pytest.mark.parametrize("on, message", [
+    ("0011-07-11", "year"), ("9999-12-31", "year"), ("2999-12-31", "future"), ("tomorrow", "future"),
+    ("2018-12-31", "before the programme exists"), ("2025-W01-1", "YYYY-MM-DD"), ("2025-01-05\n", "YYYY-MM-DD"),
+])
+def test_a_contribution_is_dated_a_day_the_fund_existed(client, engine, on, message):
+    from datetime import timedelta
+
+    from ledger.dates import today
+    program = ProgramFactory(region="440100", effective_from=__import__("datetime").date(2019, 1, 1))
+    fiscal = {**auth("fiscal", InstitutionFactory(kind="fiscal", region="440000").code), "Idempotency-Key": unique("c")}
+    on = (today() + timedelta(days=1)).isoformat() if on == "tomorrow" else on
+    problem = assert_problem(client.post(f"/v1/programs/{program.code}/fund-contributions",
+                                         json={"amount": "100.00", "on": on}, headers=fiscal), 422)
+    assert problem["errors"][0]["field"] == "on" and message in problem["errors"][0]["message"]
+
+
+def test_every_money_moving_post_requires_an_idempotency_key_in_openapi(client, engine):
+    spec = client.get("/openapi.json").get_json()
+    for path in ("/v1/loans", "/v1/loans/batch", "/v1/loans/{loan_id}/repayments", "/v1/loans/{loan_id}/fees",
+                 "/v1/programs/{code}/fund-contributions"):
+        post = spec["paths"][path]["post"]
+        [header] = [p for p in post["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["required"] is True and "400" in post["responses"], path
+    [tag] = [t for t in spec["tags"] if t["name"] == "borrowers"]
+    assert "reads and changes only the records its bank posted" in tag["description"]
+    assert {"as_of", "bank"} <= set(spec["components"]["schemas"]["BorrowerIn"]["properties"])
+    assert "borrower_facts_as_of" in spec["components"]["schemas"]["LoanDetailOut"]["properties"]
