@@ -60,8 +60,8 @@ def _old_book(conn, *, double_pledge=False):
     run("INSERT INTO programs (id, code, name, region, created_at) VALUES (1, 'p', 'P', '440100', :t)", t=T[0])
     run("INSERT INTO program_versions (id, program_id, version, effective_from, terms_json, created_at) "
         "VALUES (1, 1, 1, '2019-01-01', '{}', :t)", t=T[0])
-    loans = [(1, 1, "A-1", T[1], "active", None), (2, 2, "B-1", T[3], "closed", "2025-06-01"),
-             (3, 1, "A-2", T[3], "active", None)]
+    loans = [(1, 2, "B-1", T[1], "active", None), (2, 1, "A-1", T[3], "closed", "2025-06-01"),
+             (3, 2, "B-2", T[3], "active", None)]
     for loan_id, bank_id, contract, created_at, status, closed_on in loans:
         run("INSERT INTO loans (id, bank_id, contract_no, borrower_id, program_id, program_version_id, principal_fen, "
             "annual_rate, start_date, maturity_date, pledge_type, borrower_size_class, borrower_sme, borrower_private, "
@@ -86,7 +86,7 @@ def test_0004_keeps_an_existing_book(unmigrated_engine):
     with unmigrated_engine.connect() as conn:
         rows = lambda sql: [tuple(r) for r in conn.execute(text(sql))]  # noqa: E731
         # first lender; else the bank whose key posted the facts; else the first bank
-        assert rows("SELECT id, bank_id FROM borrowers ORDER BY id") == [(1, 1), (2, 2), (3, 1)]
+        assert rows("SELECT id, bank_id FROM borrowers ORDER BY id") == [(1, 2), (2, 2), (3, 1)]
         assert rows("SELECT id, as_of FROM borrower_facts ORDER BY id") in (
             [(1, "2025-01-10"), (2, "2025-03-10"), (3, "2025-02-10"), (4, "2025-02-10")],
             [(1, date(2025, 1, 10)), (2, date(2025, 3, 10)), (3, date(2025, 2, 10)), (4, date(2025, 2, 10))])
