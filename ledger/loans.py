@@ -8,9 +8,10 @@ Guarantees
   the version of that record's facts in force on its start date (`borrower_facts_id`): its
   private flag, region and industry, and the size class those facts have under the SME standard
   in force on the start date. Later postings of facts do not change them.
-- A loan binds to its programme's version in force on its start date. Loan creation holds a
-  share lock on its programmes (PostgreSQL) and `ledger.programs.add_version` refuses a version
-  starting on or before a bound loan's start, so the binding never disagrees with `version_on`.
+- A loan binds to its programme's version in force on its start date. Loan creation locks its
+  programmes' rows FOR KEY SHARE before reading their versions (PostgreSQL; SQLite serialises
+  writers), `ledger.programs.add_version` locks the row FOR UPDATE and refuses a version starting
+  on or before a bound loan's start, so a loan's version is always `version_on(start_date)`.
 - A patent (canonical number) is pledged to at most one loan that is not closed (DOMAIN.md §1):
   a second live pledge is refused (409 naming the holding loan if it is the bank's own, "another
   bank's loan" otherwise; 422 within one batch), and the database's unique index on live patent
@@ -127,7 +128,7 @@ def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
     drafts = parse_batch(raw_items, prefix)
     _check_started(drafts, prefix, today or business_today())
     records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
-    # Shared: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
+    # Key-share: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
     programs_found = load_programs(conn, {d.program_code for d in drafts}, share_lock=True)
     bindings = _bind(conn, drafts, records, programs_found, prefix)
     _check_contract_numbers(conn, bank_id, drafts, prefix)
