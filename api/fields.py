@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError, fields
 
+from ledger.dates import parse_date
 from ledger.db import as_utc
 from ledger.errors import Invalid
 from ledger.money import format_yuan, parse_ratio, parse_yuan
@@ -52,6 +53,17 @@ class Ratio(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         try:
             return parse_ratio(value, attr or "ratio", high=self.high, max_places=self.max_places)
+        except Invalid as error:
+            raise ValidationError(error.errors[0].message) from None
+
+
+class Day(fields.Date):
+    """A date in; `ledger.dates.parse_date` decides (marshmallow's Date also takes ISO week
+    dates such as 2025-W01-1 and 20250101)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_date(value, attr or "date")
         except Invalid as error:
             raise ValidationError(error.errors[0].message) from None
 

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from api.auth import ANY_ROLE, actor, principal, require
 from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
-from api.fields import Money, Ratio, Region, UtcTimestamp
+from api.fields import Day, Money, Ratio, Region, UtcTimestamp
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
@@ -21,7 +21,15 @@ from ledger.identifiers import region_prefix
 from ledger.schema import LOAN_STATUSES
 
 blp = Blueprint("loans", __name__, url_prefix="/v1/loans",
-                description="IP pledge loans, repayments and fees (banks post; others read)")
+                description="IP pledge loans, repayments and fees (banks post; others read). A loan "
+                            "lends to the lending bank's own record of the borrower and freezes the "
+                            "facts of that record in force on its start date (borrower_facts_as_of "
+                            "says which). A patent under the live pledge of a loan that is not "
+                            "closed cannot be pledged to another loan (409). Repayments may be "
+                            "posted in any order of their dates: one is refused (422) if it would "
+                            "take the outstanding principal of any day below zero; status is "
+                            "closed exactly when the outstanding principal is zero, and closed_on "
+                            "is the day from which it stays zero.")
 
 
 
@@ -104,6 +112,9 @@ class LoanOut(Schema):
     borrower_sme = fields.Boolean()
     borrower_private = fields.Boolean()
     borrower_region = fields.String()
+    borrower_facts_as_of = fields.Date(metadata={
+        "description": "the as_of of the lending bank's borrower facts this loan froze: the latest on "
+                       "or before start_date, or the record's first facts if all are later"})
     outstanding_principal = Money(attribute="outstanding_principal_fen")
     status = fields.String()
     closed_on = fields.Date(allow_none=True)
@@ -131,7 +142,7 @@ class LoanQuery(PageArgs):
 
 
 class RepaymentIn(Schema):
-    paid_on = fields.Date(required=True)
+    paid_on = Day(required=True)
     principal = Money(required=True)
     interest = Money(required=True)
 
@@ -149,7 +160,7 @@ class RepaymentOut(Schema):
 class FeeIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(("premium", "guarantee_fee", "appraisal_fee")))
     amount = Money(required=True, allow_zero=False)
-    paid_on = fields.Date(required=True)
+    paid_on = Day(required=True)
 
 
 class FeeOut(Schema):
@@ -189,7 +200,7 @@ class Loans(MethodView):
 
 @blp.route("/batch", methods=["POST"])
 @require("bank")
-@write("optional")
+@write("required")
 @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": LoanBatchIn}}})
 @blp.response(201, BatchOut)
 def post_batch():

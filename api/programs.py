@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import ANY_ROLE, actor, may_see_region, principal, require
 from api.db import read, tx
-from api.fields import Money, Region
+from api.fields import Day, Money, Region
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from ledger import programs
@@ -51,7 +51,8 @@ class ProgramOut(Schema):
 
 class ContributionIn(Schema):
     amount = Money(required=True, allow_zero=False)
-    on = fields.Date(required=True)
+    on = Day(required=True, metadata={"description": "not in the future, nor before the programme's "
+                                                     "first version starts"})
 
 
 class ContributionOut(Schema):
@@ -141,7 +142,7 @@ def add_version(data, code):
 
 @blp.route("/<code>/fund-contributions", methods=["POST"])
 @require("fiscal", "pool")
-@write("optional")
+@write("required")
 @blp.arguments(ContributionIn)
 @blp.response(201, ContributionOut)
 def contribute(data, code):

@@ -85,8 +85,8 @@ from ledger.journal import SYSTEM, ensure_accounts  # noqa: E402
 from ledger.keys import create_key  # noqa: E402
 from ledger.parties import BorrowerFacts, upsert_borrower  # noqa: E402
 from ledger.programs import create_program  # noqa: E402
-from ledger.schema import (accounts, api_keys, entries, idempotency_keys, loans,  # noqa: E402
-                           pledges, postings)
+from ledger.schema import (accounts, api_keys, borrower_facts, entries, idempotency_keys,  # noqa: E402
+                           loans, pledges, postings)
 
 GOAL_SINGLE_PER_S = 1_000
 GOAL_BATCH_PER_S = 20_000
@@ -117,13 +117,13 @@ TRADEMARK_NICE_CLASS = 9
 PROGRAM_TERMS = example_terms()  # the API.md example (docs/examples/programme.json)
 
 # Every column the service writes, per table (the id comes from the table's sequence).
-LOAN_COLUMNS = ("bank_id", "contract_no", "borrower_id", "program_id", "program_version_id",
+LOAN_COLUMNS = ("bank_id", "contract_no", "borrower_id", "borrower_facts_id", "program_id", "program_version_id",
                 "principal_fen", "annual_rate", "start_date", "maturity_date", "ip_share",
                 "insured_amount_fen", "pledge_type", "borrower_size_class", "borrower_sme",
                 "borrower_private", "borrower_region", "borrower_industry", "size_standard",
                 "status", "closed_on", "created_by_key_id", "created_at")
 PLEDGE_COLUMNS = ("loan_id", "position", "kind", "number", "nice_class", "registration_no",
-                  "registered_on", "appraised_value_fen")
+                  "registered_on", "appraised_value_fen", "released_on")
 ACCOUNT_COLUMNS = ("code", "name", "kind", "purpose", "currency", "institution_id",
                    "borrower_id", "program_id", "loan_id", "created_at")
 ENTRY_COLUMNS = ("kind", "effective_on", "recorded_at", "actor_key_id", "institution_id",
@@ -143,6 +143,7 @@ class BorrowerRow:
     """A registered borrower and the facts a loan freezes from it (what the service looks up)."""
 
     id: int
+    facts_id: int  # the borrower_facts version a loan starting on START_DATE freezes
     credit_code: str
     region: str
     industry: str
@@ -189,12 +190,14 @@ def setup_world(engine) -> World:
                                   BORROWER_INDUSTRY, 20 + (i * 7) % 400,
                                   (5_000_000 + i * 250_000) * 100, (8_000_000 + i * 100_000) * 100,
                                   i % 5 != 0)
-            made.append(upsert_borrower(conn, facts, today=START_DATE)[0])
+            made.append(upsert_borrower(conn, bank.id, facts, as_of=START_DATE)[0])
         ids = ensure_accounts(conn, [chart.settlement(bank.id)]
                               + [chart.borrower_cash(b.id) for b in made])
         _prefix, secret = create_key(conn, "bank", BANK_CODE)
         key_id = conn.execute(select(api_keys.c.id).where(api_keys.c.prefix == _prefix)).scalar_one()
-        rows = tuple(BorrowerRow(b.id, b.facts.credit_code, b.facts.region, b.facts.industry,
+        facts_ids = dict(conn.execute(select(borrower_facts.c.borrower_id, borrower_facts.c.id).where(
+            borrower_facts.c.borrower_id.in_([b.id for b in made]))).all())
+        rows = tuple(BorrowerRow(b.id, facts_ids[b.id], b.facts.credit_code, b.facts.region, b.facts.industry,
                                  b.facts.private, b.size_class, b.sme, b.size_standard,
                                  ids[chart.borrower_cash(b.id).code]) for b in made)
         version = program.version_on(START_DATE)
@@ -229,9 +232,9 @@ def make_case(index: int, world: World) -> LoanCase:
     patent = f"ZL{digits}.{patent_check_char(digits)}"
     trademark = str(10_000_000 + index % 89_999_999)  # at most 8 digits, no leading zero
     appraised_fen = principal_fen * 6 // 5
-    pledge_rows_ = ((0, "patent", patent, None, f"Y2025440{index:07d}", date(2025, 2, 20), appraised_fen),
+    pledge_rows_ = ((0, "patent", patent, None, f"Y2025440{index:07d}", date(2025, 2, 20), appraised_fen, None),
                     (1, "trademark", trademark, TRADEMARK_NICE_CLASS, f"TM-2025-{index:07d}",
-                     date(2025, 2, 21), None))
+                     date(2025, 2, 21), None, None))
     contract_no = f"{BANK_CODE}-2025-{index:07d}"
     payload = {
         "contract_no": contract_no, "borrower": borrower.credit_code, "program": PROGRAM_CODE,
@@ -351,7 +354,7 @@ def check_column_lists() -> None:
 
 def loan_values(case: LoanCase, world: World, now: datetime) -> tuple:
     b = case.borrower
-    return (world.bank_id, case.contract_no, b.id, world.program_id, world.program_version_id,
+    return (world.bank_id, case.contract_no, b.id, b.facts_id, world.program_id, world.program_version_id,
             case.principal_fen, ANNUAL_RATE, START_DATE, MATURITY_DATE, IP_SHARE,
             case.principal_fen, "mixed", b.size_class, b.sme, b.private, b.region, b.industry,
             b.size_standard, "active", None, world.key_id, now)
@@ -391,6 +394,7 @@ def response_body(loan_id: int, case: LoanCase) -> str:
                        "pledge_type": "mixed", "borrower_size_class": case.borrower.size_class,
                        "borrower_sme": case.borrower.sme, "borrower_private": case.borrower.private,
                        "borrower_region": case.borrower.region,
+                       "borrower_facts_as_of": START_DATE.isoformat(),
                        "outstanding_principal": case.payload["principal"], "status": "active",
                        "closed_on": None, "events": []})
 

@@ -7,7 +7,8 @@ rule of the ledger applies to demo data exactly as to real data):
 - two programmes modelled on real city schemes (a Guangdong/Guangzhou one with an insurer paying
   first and a fund-capped pool, a Chengdu one with a guarantor and a pool), the first with a
   second terms version from 2024-01-01; yearly fund contributions from the fiscal bureaus;
-- a few thousand borrowers with valid unified social credit codes across every industry and size;
+- a few thousand borrowers with valid unified social credit codes across every industry and size,
+  each in the customer file of its city's bank, with facts as of 2018-12-31 (before any loan);
 - a few thousand loans from 2019 to 2025, growing year on year, each with 1-3 patent and/or
   trademark pledges registered a few days before the start, posted by the banks in batches;
 - fees (the insurance premium or guarantee fee for the term, paid before the start; some
@@ -68,6 +69,9 @@ BORROWER_BATCH = 500   # borrowers per transaction
 FEN_PER_YUAN = 100
 FEN_PER_WAN = 1_000_000  # 万元 (10,000 yuan)
 
+# Each bank states its borrowers' facts as of the end of 2018, before the first loans (a loan
+# freezes the facts in force on its start date).
+FACTS_AS_OF = date(2018, 12, 31)
 GD_PROGRAM = "gd-ip-pledge"
 CD_PROGRAM = "cd-ip-pledge"
 VERSION_2_FROM = date(2024, 1, 1)
@@ -337,7 +341,8 @@ def plan(seed: int = DEFAULT_SEED, borrowers: int = DEFAULT_BORROWERS,
         by_group[group.key] = made
         borrower_plans.extend(made)
     loan_plans: list[LoanPlan] = []
-    counters = {"patent": 0, "trademark": 0}
+    # "patents": every patent number drawn so far: a patent is pledged to one live loan at a time
+    counters = {"patent": 0, "trademark": 0, "patents": set()}
     for group, count in zip(GROUPS, group_loans):
         loan_plans.extend(_group_loans(rng, group, count, by_group[group.key], counters))
     return Plan(borrower_plans, loan_plans, _contributions(rng))
@@ -545,8 +550,9 @@ def _pledges(rng: random.Random, borrower: BorrowerPlan, start: date, principal:
             while True:
                 digits = (f"{rng.randint(max(2008, start.year - 10), start.year - 1)}"
                           f"{rng.choices('123', weights=(50, 40, 10))[0]}{rng.randrange(10 ** 7):07d}")
-                if digits not in seen:
+                if digits not in seen and digits not in counters["patents"]:
                     seen.add(digits)
+                    counters["patents"].add(digits)
                     break
             value = principal * rng.randint(120, 200) // 100 // n_patents
             made.append({"kind": "patent", "number": f"ZL{digits}.{patent_check_char(digits)}",
@@ -681,6 +687,7 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
 
     run_in_transaction(engine, setup)
     report("institutions", len(INSTITUTIONS), len(INSTITUTIONS))
+    bank_of_group = {group.key: ids[group.bank] for group in GROUPS}
 
     # 2. programmes, the Guangdong scheme's 2024 version
     def make_programs(conn):
@@ -695,12 +702,12 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     for done in range(0, len(book.borrowers), BORROWER_BATCH):
         chunk = book.borrowers[done:done + BORROWER_BATCH]
         run_in_transaction(engine, lambda conn, chunk=chunk: [
-            upsert_borrower(conn, b.facts, today=as_of) for b in chunk])
+            upsert_borrower(conn, bank_of_group[b.group], b.facts, as_of=FACTS_AS_OF, today=today) for b in chunk])
         report("borrowers", done + len(chunk), len(book.borrowers))
 
     # The borrowers of docs/loans-sample.csv, so the sample imports into a demo database.
-    run_in_transaction(engine, lambda conn: [upsert_borrower(conn, facts, today=as_of)
-                                             for facts in SAMPLE_BORROWERS])
+    run_in_transaction(engine, lambda conn: [upsert_borrower(conn, ids["ICBC-GZ"], facts, as_of=FACTS_AS_OF,
+                                                             today=today) for facts in SAMPLE_BORROWERS])
 
     # 4. year by year: contributions, the year's loans, then its fees and repayments
     counts = _post_book(engine, book, ids, as_of, report)

@@ -4,12 +4,29 @@ Guarantees
 - One path creates loans: `create_loans` takes a batch (a single post is a batch of one, the CSV
   import and the batch API are batches of up to 10,000) and is all-or-nothing: every item is
   validated, every error is reported with its field path, and nothing is written if any fails.
-- A loan binds to its programme's version in force on its start date and freezes its borrower's
-  size class (by the SME standard in force on the start date), SME flag, private flag, region
-  and industry; later borrower updates do not change them.
+- A loan lends to the lending bank's own record of the borrower (ledger.parties) and freezes
+  the version of that record's facts in force on its start date (`borrower_facts_id`): its
+  private flag, region and industry, and the size class those facts have under the SME standard
+  in force on the start date. Later postings of facts do not change them.
+- A loan binds to its programme's version in force on its start date. Loan creation locks its
+  programmes' rows FOR KEY SHARE before reading their versions (PostgreSQL; SQLite serialises
+  writers), `ledger.programs.add_version` locks the row FOR UPDATE and refuses a version starting
+  on or before a bound loan's start, so a loan's version is always `version_on(start_date)`.
+- A patent (canonical number) is pledged to at most one loan that is not closed (DOMAIN.md §1):
+  a second live pledge is refused (409 naming the holding loan if it is the bank's own, "another
+  bank's loan" otherwise; 422 within one batch), and the database's unique index on live patent
+  pledges refuses it under concurrency too. A pledge is released on its loan's `closed_on`.
+  Trademarks are not checked: DOMAIN.md states the rule for the patent office's register only.
 - Disbursement, repayment and fee entries balance within each owner's books (see ledger.accounts).
-- Outstanding principal is the balance of the loan's receivable account, never a stored number;
-  the loan closes when a repayment brings it to zero.
+- Outstanding principal is the balance of the loan's receivable account, never a stored number.
+  Repayments may be posted in any order of their dates (banks post late corrections): one is
+  accepted when the outstanding principal, replayed in effective-date order, stays >= 0 on every
+  day. `status` is `closed` exactly when the outstanding principal is zero, and `closed_on` is
+  the day from which it stays zero in date order; both are recomputed from the journal under
+  the loan's row lock after each repayment, so `outstanding_fen(as_of=d)` is zero exactly from
+  `closed_on` on (unless a later reversal reopens the loan).
+- The domain functions check the amounts and dates they are given (types, signs, ranges), not
+  only the API's fields.
 """
 from __future__ import annotations
 
@@ -23,17 +40,18 @@ from sqlalchemy.exc import IntegrityError
 from ledger import accounts as chart
 from ledger.bulk import insert_many
 from ledger.db import utcnow
+from ledger.dates import parse_date
 from ledger.dates import today as business_today
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
-from ledger.money import format_yuan
-from ledger.parties import Borrower, borrowers_by_code
+from ledger.money import check_fen, format_yuan
+from ledger.parties import Borrower, FactsVersion, borrowers_by_code, facts_in_force
 from ledger.pledges import Pledge, parse_pledges, pledge_type
 from ledger.programs import load_programs, program_errors_for_loan
-from ledger.schema import (accounts, borrowers, entries, institutions, loans, pledges, postings,
-                           program_versions, programs)
+from ledger.schema import (accounts, borrower_facts, borrowers, entries, institutions, loans, pledges,
+                           postings, program_versions, programs)
 from ledger.sme import classify
 from ledger.validation import MISSING, Fields, raise_if_any
 
@@ -109,16 +127,21 @@ def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
     """Validate and create every loan of the batch, with pledges and disbursement entries."""
     drafts = parse_batch(raw_items, prefix)
     _check_started(drafts, prefix, today or business_today())
-    borrowers_found = borrowers_by_code(conn, {d.borrower_code for d in drafts})
-    programs_found = load_programs(conn, {d.program_code for d in drafts})
-    bindings = _bind(drafts, borrowers_found, programs_found, prefix)
+    records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
+    # Key-share: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
+    programs_found = load_programs(conn, {d.program_code for d in drafts}, share_lock=True)
+    bindings = _bind(conn, drafts, records, programs_found, prefix)
     _check_contract_numbers(conn, bank_id, drafts, prefix)
+    _check_patents_free(conn, bank_id, drafts, prefix)
     rows = [_loan_row(bank_id, draft, *binding, actor) for draft, binding in zip(drafts, bindings)]
     try:
         loan_ids = insert_many(conn, loans, rows, return_ids=True)
     except IntegrityError as exc:  # a concurrent post of the same contract number
         raise Conflict("a contract number of this batch was just used by another request") from exc
-    _insert_pledges(conn, loan_ids, drafts)
+    try:
+        _insert_pledges(conn, loan_ids, drafts)
+    except IntegrityError as exc:  # uq_pledges_live_patent: a concurrent pledge of the same patent
+        raise Conflict("a patent of this batch was just pledged by another request's loan") from exc
     _disburse(conn, bank_id, loan_ids, drafts, [b[0] for b in bindings], actor)
     return loan_ids
 
@@ -129,29 +152,33 @@ def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
                   for i, draft in enumerate(drafts) if draft.start_date > today])
 
 
-def _bind(drafts, borrowers_found, programs_found, prefix):
+def _bind(conn, drafts, records, programs_found, prefix):
+    """Each loan's borrower record, the facts it freezes, programme, version and size class."""
     errors: list[FieldError] = []
+    found = [(records[d.borrower_code], d.start_date) for d in drafts if d.borrower_code in records]
+    frozen = iter(facts_in_force(conn, found))
     bindings = []
     for i, draft in enumerate(drafts):
         where = f"{prefix}.{i}" if prefix else ""
-        borrower = borrowers_found.get(draft.borrower_code)
+        borrower = records.get(draft.borrower_code)
+        facts = next(frozen) if borrower is not None else None
         if borrower is None:
             errors.append(FieldError(f"{where}.borrower" if where else "borrower",
-                                     f"borrower {draft.borrower_code} is not registered; POST /v1/borrowers first"))
+                                     f"borrower {draft.borrower_code} is not registered by this bank; "
+                                     "POST /v1/borrowers first"))
         version, program_errors = program_errors_for_loan(
             programs_found.get(draft.program_code), draft.program_code, draft.start_date,
-            borrower.facts.region if borrower else None, where)
+            facts.facts.region if facts else None, where)
         errors.extend(program_errors)
         size = None
-        if borrower is not None:
+        if facts is not None:
             try:
-                size = classify(borrower.facts.industry, borrower.facts.employees,
-                                borrower.facts.revenue_fen, borrower.facts.total_assets_fen,
-                                on=draft.start_date)
+                size = classify(facts.facts.industry, facts.facts.employees, facts.facts.revenue_fen,
+                                facts.facts.total_assets_fen, on=draft.start_date)
             except Invalid as error:
                 errors.append(FieldError(f"{where}.start_date" if where else "start_date", error.detail))
         program = programs_found.get(draft.program_code)
-        bindings.append((borrower, program, version, size))
+        bindings.append((borrower, facts, program, version, size))
     raise_if_any(errors)
     return bindings
 
@@ -176,24 +203,61 @@ def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
                        else f"{len(conflicts)} contract numbers are already booked", conflicts)
 
 
-def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, program, version, size, actor: Actor) -> dict:
+def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
+    """DOMAIN.md §1: no second pledge of a patent while a pledge of it lasts (its loan not closed)."""
+    errors, first = [], {}
+    for i, draft in enumerate(drafts):
+        for j, pledge in enumerate(draft.pledges):
+            if pledge.kind != "patent":
+                continue
+            if pledge.number in first:
+                errors.append(FieldError(_path(prefix, i, f"pledges.{j}.number"),
+                                         f"patent {pledge.number} is also pledged by item {first[pledge.number][0]} "
+                                         "of this batch; the patent office registers one pledge at a time"))
+            first.setdefault(pledge.number, (i, j))
+    raise_if_any(errors)
+    numbers = sorted(first)
+    held = []
+    for start in range(0, len(numbers), 5000):
+        held += conn.execute(select(pledges.c.number, loans.c.id, loans.c.bank_id, loans.c.contract_no)
+                             .join(loans, loans.c.id == pledges.c.loan_id)
+                             .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
+                                    pledges.c.number.in_(numbers[start:start + 5000]))).all()
+    if held:
+        conflicts = [FieldError(_path(prefix, first[row.number][0], f"pledges.{first[row.number][1]}.number"),
+                                f"patent {row.number} is under the live pledge of "
+                                + (f"loan {row.id} (contract {row.contract_no})" if row.bank_id == bank_id
+                                   else "another bank's loan")
+                                + "; it can be pledged again once that loan is closed")
+                     for row in sorted(held, key=lambda r: first[r.number])]
+        raise Conflict(conflicts[0].message if len(conflicts) == 1
+                       else f"{len(conflicts)} patents are under live pledges", conflicts)
+
+
+def _path(prefix: str, index: int, field: str) -> str:
+    return f"{prefix}.{index}.{field}" if prefix else field
+
+
+def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, facts: FactsVersion, program, version,
+              size, actor: Actor) -> dict:
     return {
         "bank_id": bank_id, "contract_no": draft.contract_no, "borrower_id": borrower.id,
-        "program_id": program.id, "program_version_id": version.id,
+        "borrower_facts_id": facts.id, "program_id": program.id, "program_version_id": version.id,
         "principal_fen": draft.principal_fen, "annual_rate": str(draft.annual_rate),
         "start_date": draft.start_date, "maturity_date": draft.maturity_date,
         "ip_share": None if draft.ip_share is None else str(draft.ip_share),
         "insured_amount_fen": draft.insured_amount_fen, "pledge_type": pledge_type(list(draft.pledges)),
         "borrower_size_class": size.size_class, "borrower_sme": size.sme,
-        "borrower_private": borrower.facts.private, "borrower_region": borrower.facts.region,
-        "borrower_industry": borrower.facts.industry, "size_standard": size.standard,
+        "borrower_private": facts.facts.private, "borrower_region": facts.facts.region,
+        "borrower_industry": facts.facts.industry, "size_standard": size.standard,
         "status": "active", "closed_on": None, "created_by_key_id": actor.key_id, "created_at": utcnow()}
 
 
 def _insert_pledges(conn, loan_ids: list[int], drafts: list[LoanDraft]) -> None:
     rows = [{"loan_id": loan_id, "position": position, "kind": p.kind, "number": p.number,
              "nice_class": p.nice_class, "registration_no": p.registration_no,
-             "registered_on": p.registered_on, "appraised_value_fen": p.appraised_value_fen}
+             "registered_on": p.registered_on, "appraised_value_fen": p.appraised_value_fen,
+             "released_on": None}
             for loan_id, draft in zip(loan_ids, drafts) for position, p in enumerate(draft.pledges)]
     insert_many(conn, pledges, rows)
 
@@ -233,8 +297,10 @@ def outstanding_fen(conn: Connection, loan_ids: list[int], as_of: date | None = 
 
 def _loan_query():
     return (select(loans, borrowers.c.credit_code.label("borrower"), programs.c.code.label("program"),
-                   institutions.c.code.label("bank"), program_versions.c.version.label("program_version"))
+                   institutions.c.code.label("bank"), program_versions.c.version.label("program_version"),
+                   borrower_facts.c.as_of.label("borrower_facts_as_of"))
             .join(borrowers, borrowers.c.id == loans.c.borrower_id)
+            .join(borrower_facts, borrower_facts.c.id == loans.c.borrower_facts_id)
             .join(programs, programs.c.id == loans.c.program_id)
             .join(program_versions, program_versions.c.id == loans.c.program_version_id)
             .join(institutions, institutions.c.id == loans.c.bank_id))
@@ -284,13 +350,15 @@ def _with_pledges(conn, rows: list[dict]) -> list[dict]:
 
 
 def loan_events(conn: Connection, loan_id: int) -> list[dict]:
-    """Every entry made for the loan, in order, with its postings."""
+    """Every entry made for the loan with its postings, in business order: by effective date,
+    then by entry id (recording order within a day)."""
     rows = conn.execute(select(entries.c.id, entries.c.kind, entries.c.effective_on, entries.c.recorded_at,
                                entries.c.memo, entries.c.reverses_id, postings.c.account_id,
                                accounts.c.code, postings.c.amount_fen)
                         .join(postings, postings.c.entry_id == entries.c.id)
                         .join(accounts, accounts.c.id == postings.c.account_id)
-                        .where(entries.c.loan_id == loan_id).order_by(entries.c.id, postings.c.id))
+                        .where(entries.c.loan_id == loan_id)
+                        .order_by(entries.c.effective_on, entries.c.id, postings.c.id))
     events: dict[int, dict] = {}
     for row in rows:
         event = events.setdefault(row.id, {"entry": row.id, "kind": row.kind, "effective_on": row.effective_on,
@@ -318,19 +386,99 @@ def _not_future(day: date, field: str, today: date | None) -> None:
         raise Invalid.field(field, "cannot be in the future")
 
 
+def principal_by_day(conn: Connection, loan_id: int) -> list[tuple[date, int]]:
+    """The outstanding principal after each effective day with a movement, in date order: the
+    running balance of the loan's receivable account (disbursement, repayments, reversals)."""
+    rows = conn.execute(select(entries.c.effective_on, func.sum(postings.c.amount_fen))
+                        .select_from(postings).join(entries, entries.c.id == postings.c.entry_id)
+                        .join(accounts, accounts.c.id == postings.c.account_id)
+                        .where(accounts.c.loan_id == loan_id, accounts.c.purpose == "loans_receivable")
+                        .group_by(entries.c.effective_on).order_by(entries.c.effective_on))
+    balances, running = [], 0
+    for day, moved in rows:
+        running += int(moved)
+        balances.append((day, running))
+    return balances
+
+
+def balance_on(balances: list[tuple[date, int]], day: date) -> int:
+    """The outstanding principal at the end of `day`. Pure."""
+    at_day = 0
+    for moved_on, balance in balances:
+        if moved_on > day:
+            break
+        at_day = balance
+    return at_day
+
+
+def repayable_fen(balances: list[tuple[date, int]], day: date) -> tuple[int, date]:
+    """The most principal a repayment on `day` may repay, and the day that bounds it: a
+    repayment lowers the outstanding of `day` and of every later day, and none may go below
+    zero. Pure."""
+    limit, bound_on = balance_on(balances, day), day
+    for moved_on, balance in balances:
+        if moved_on > day and balance < limit:
+            limit, bound_on = balance, moved_on
+    return limit, bound_on
+
+
+def with_movement(balances: list[tuple[date, int]], day: date, amount_fen: int) -> list[tuple[date, int]]:
+    """The balances after one more movement of `amount_fen` on `day`. Pure."""
+    moved = [(d, b + amount_fen if d >= day else b) for d, b in balances]
+    if all(d != day for d, _ in balances):
+        moved = sorted(moved + [(day, balance_on(balances, day) + amount_fen)])
+    return moved
+
+
+def closed_on_of(balances: list[tuple[date, int]]) -> date | None:
+    """The day from which the outstanding principal stays zero, or None if it does not end at
+    zero. Pure."""
+    closed = None
+    for day, balance in reversed(balances):
+        if balance != 0:
+            break
+        closed = day
+    return closed
+
+
+def settle_status(conn: Connection, loan, balances: list[tuple[date, int]] | None = None) -> tuple[str, date | None]:
+    """Make the loan's status and closed_on (and its pledges' release) what the journal says:
+    closed from the day its outstanding principal stays zero, active otherwise. The caller holds
+    the loan row lock. A defaulted loan keeps its status (the claims flow owns it)."""
+    balances = principal_by_day(conn, loan.id) if balances is None else balances
+    closed = closed_on_of(balances)
+    status = loan.status if loan.status == "defaulted" else ("closed" if closed else "active")
+    if (status, closed) != (loan.status, loan.closed_on):
+        conn.execute(update(loans).where(loans.c.id == loan.id).values(status=status, closed_on=closed))
+        try:
+            conn.execute(update(pledges).where(pledges.c.loan_id == loan.id).values(released_on=closed))
+        except IntegrityError as exc:  # reopened while another loan took one of its patents
+            raise Conflict(f"loan {loan.id} would be live again, but a patent it pledged is now "
+                           "under another loan's live pledge") from exc
+    return status, closed
+
+
 def record_repayment(conn: Connection, loan_id: int, bank_id: int, paid_on: date, principal_fen: int,
                      interest_fen: int, actor: Actor, today: date | None = None) -> dict:
+    """Post a repayment dated `paid_on` (in any order of dates: see the module's guarantees)."""
+    paid_on = parse_date(paid_on, "paid_on")
+    principal_fen = check_fen(principal_fen, "principal")
+    interest_fen = check_fen(interest_fen, "interest")
+    if principal_fen == 0 and interest_fen == 0:
+        raise Invalid.field("principal", "a repayment needs principal or interest")
     loan = _lock_loan(conn, loan_id, bank_id)
     if loan.status != "active":
         raise Conflict(f"loan {loan_id} is {loan.status}; repayments are posted to active loans")
     if paid_on < loan.start_date:
         raise Invalid.field("paid_on", f"is before the loan's start date {loan.start_date.isoformat()}")
     _not_future(paid_on, "paid_on", today)
-    if principal_fen == 0 and interest_fen == 0:
-        raise Invalid.field("principal", "a repayment needs principal or interest")
-    outstanding = outstanding_fen(conn, [loan_id])[loan_id]
-    if principal_fen > outstanding:
-        raise Invalid.field("principal", f"exceeds the outstanding principal {format_yuan(outstanding)}")
+    balances = principal_by_day(conn, loan_id)
+    limit, bound_on = repayable_fen(balances, paid_on)
+    if principal_fen > limit:
+        later = "" if bound_on == paid_on else (
+            f" of {bound_on.isoformat()} (repayments dated after {paid_on.isoformat()} are already "
+            "posted, and no day's outstanding principal may go below zero)")
+        raise Invalid.field("principal", f"exceeds the outstanding principal {format_yuan(limit)}{later}")
     specs = {"settlement": chart.settlement(bank_id), "income": chart.interest_income(bank_id),
              "cash": chart.borrower_cash(loan.borrower_id),
              "expense": chart.borrower_interest_expense(loan.borrower_id),
@@ -344,23 +492,23 @@ def record_repayment(conn: Connection, loan_id: int, bank_id: int, paid_on: date
              Line(a["expense"], interest_fen), Line(a["cash"], -paid)]
     entry_id = post_entry(conn, EntryDraft("repayment", paid_on, tuple(l for l in lines if l.amount_fen),
                                            loan_id=loan_id), actor)
-    remaining = outstanding - principal_fen
-    if remaining == 0:
-        conn.execute(update(loans).where(loans.c.id == loan_id).values(status="closed", closed_on=paid_on))
+    after = with_movement(balances, paid_on, -principal_fen)
+    assert min(balance for _, balance in after) >= 0, "no day's outstanding principal goes below zero"
+    status, _ = settle_status(conn, loan, after)
+    remaining = after[-1][1]
     return {"entry": entry_id, "loan": loan_id, "paid_on": paid_on, "principal_fen": principal_fen,
-            "interest_fen": interest_fen, "outstanding_principal_fen": remaining,
-            "status": "closed" if remaining == 0 else loan.status}
+            "interest_fen": interest_fen, "outstanding_principal_fen": remaining, "status": status}
 
 
 def record_fee(conn: Connection, loan_id: int, bank_id: int, kind: str, amount_fen: int,
                paid_on: date, actor: Actor, today: date | None = None) -> dict:
     """A fee the borrower paid (premium, guarantee fee, appraisal fee): the basis of fee subsidies.
     It may precede the start date (appraisal and premium are often paid before disbursement)."""
-    loan = _lock_loan(conn, loan_id, bank_id)
     if kind not in chart.FEE_KINDS:
         raise Invalid.field("kind", f"must be one of: {', '.join(chart.FEE_KINDS)}")
-    if amount_fen <= 0:
-        raise Invalid.field("amount", "must be greater than zero")
+    amount_fen = check_fen(amount_fen, "amount", allow_zero=False)
+    paid_on = parse_date(paid_on, "paid_on")
+    loan = _lock_loan(conn, loan_id, bank_id)
     _not_future(paid_on, "paid_on", today)
     specs = [chart.borrower_fees(loan.borrower_id, kind), chart.borrower_cash(loan.borrower_id)]
     ids = ensure_accounts(conn, specs)

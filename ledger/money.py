@@ -52,7 +52,10 @@ def parse_yuan(value: object, field: str = "amount", *, allow_negative: bool = F
 
 def check_fen(fen: int, field: str = "amount", *, allow_negative: bool = False,
               allow_zero: bool = True) -> int:
-    """The range rules of `parse_yuan`, for amounts that arrive already in fen."""
+    """The range rules of `parse_yuan`, for amounts that arrive already in fen (an int, never a
+    bool or a float: domain functions check what their callers pass, not only the API's fields)."""
+    if not isinstance(fen, int) or isinstance(fen, bool):
+        raise Invalid.field(field, "must be an integer amount of fen")
     if abs(fen) > MAX_FEN:
         raise Invalid.field(field, "must not exceed 10^13 yuan")
     if fen < 0 and not allow_negative:

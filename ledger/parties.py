@@ -1,27 +1,43 @@
-"""Borrowers: enterprises identified by their unified social credit code.
+"""Borrowers: each bank's customer file of enterprises, and the dated facts its loans freeze.
 
-Guarantees: a borrower's code has a valid check character; its size class is computed by the
-SME standard in force (ledger.sme) from its facts; posting a known code updates its current
-facts and appends the new facts to `borrower_facts` (the history); loans keep the facts frozen
-at their own date and are never rewritten by such an update.
+Guarantees
+- A borrower record belongs to one bank: (bank, credit code) is unique. Two banks lending to one
+  enterprise keep two records, each with the facts that bank stated; the credit code (with a
+  valid check character) names the enterprise across banks, so counts of enterprises count it
+  once. A bank reads and changes only its own records (readers are scoped by
+  `ledger.reads.ReadScope.borrower_condition`); posting a code another bank holds creates the
+  poster's own record and leaves the other untouched.
+- Facts are stated for a day (`as_of`, not after today, default today). Every version posted is
+  kept in `borrower_facts`; the record's own columns are the version with the latest `as_of`
+  (on the same day, the one posted last), so posting older facts adds history and leaves the
+  current facts as they are. Each version is classified by the SME standard in force on its
+  `as_of` (ledger.sme).
+- `facts_in_force` is what a loan freezes: the version of the lending bank's record with the
+  latest `as_of` on or before the loan's start date (same day: posted last). A loan starting
+  before the record's first version freezes that first version (a bank registering a customer
+  of long standing states its facts as it knows them; the loan says which `as_of` it froze).
+  Loans keep the version they froze; no later posting rewrites them.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
-from ledger.db import utcnow
+from ledger.dates import parse_date
 from ledger.dates import today as business_today
+from ledger.db import utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import normalize_credit_code, validate_region
 from ledger.money import check_fen
-from ledger.schema import borrower_facts, borrowers
-from ledger.sme import classify
+from ledger.schema import borrower_facts, borrowers, institutions
+from ledger.sme import Classification, classify
 
 MAX_EMPLOYEES = 10_000_000
+_FACT_FIELDS = ("name", "region", "industry", "employees", "revenue_fen", "total_assets_fen", "private")
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,29 @@ class BorrowerFacts:
 
 @dataclass(frozen=True)
 class Borrower:
+    """A bank's record of an enterprise, with its current facts (those of the latest `as_of`)."""
+
     id: int
+    bank_id: int
+    bank: str
+    """The bank's institution code."""
     facts: BorrowerFacts
+    as_of: date
+    """The day the current facts are stated for."""
     size_class: str
     sme: bool
     size_standard: str
+
+
+@dataclass(frozen=True)
+class FactsVersion:
+    """One version of a record's facts, as posted: what a loan freezes."""
+
+    id: int
+    """The `borrower_facts` row."""
+    borrower_id: int
+    as_of: date
+    facts: BorrowerFacts
 
 
 def check_facts(facts: BorrowerFacts) -> BorrowerFacts:
@@ -75,49 +109,134 @@ def check_facts(facts: BorrowerFacts) -> BorrowerFacts:
                          facts.revenue_fen, facts.total_assets_fen, facts.private)
 
 
-def upsert_borrower(conn: Connection, facts: BorrowerFacts, actor_key_id: int | None = None,
-                    today: date | None = None) -> tuple[Borrower, bool]:
-    """Create the borrower, or update its current facts; returns (borrower, created)."""
+def bank_named(conn: Connection, code: object) -> int:
+    """The id of the bank with this institution code (for admin keys posting for a bank)."""
+    row = conn.execute(select(institutions.c.id, institutions.c.kind)
+                       .where(institutions.c.code == code)).first() if isinstance(code, str) else None
+    if row is None:
+        raise Invalid.field("bank", f"{code!r} is not an institution code")
+    if row.kind != "bank":
+        raise Invalid.field("bank", f"{code} is a {row.kind}, not a bank")
+    return row.id
+
+
+def upsert_borrower(conn: Connection, bank_id: int, facts: BorrowerFacts, *, as_of: date | None = None,
+                    actor_key_id: int | None = None, today: date | None = None) -> tuple[Borrower, bool]:
+    """Record facts in the bank's file, creating its record of the code if it has none.
+
+    Returns (the record as it now stands, created). The record's current facts change only if
+    `as_of` is on or after theirs; the version is kept in the history either way."""
     facts = check_facts(facts)
-    size = classify(facts.industry, facts.employees, facts.revenue_fen, facts.total_assets_fen,
-                    on=today or business_today())
+    as_of = _stated_day(as_of, today or business_today())
+    bank_code = _bank_code(conn, bank_id)
+    size = _classify(facts, as_of)
     now = utcnow()
-    values = {**vars(facts), "size_class": size.size_class, "sme": size.sme,
+    values = {**vars(facts), "as_of": as_of, "size_class": size.size_class, "sme": size.sme,
               "size_standard": size.standard, "updated_at": now}
-    existing = conn.execute(select(borrowers.c.id).where(
-        borrowers.c.credit_code == facts.credit_code)).first()
+    existing = conn.execute(select(borrowers.c.id, borrowers.c.as_of).where(
+        borrowers.c.bank_id == bank_id, borrowers.c.credit_code == facts.credit_code).with_for_update()).first()
     if existing is None:
         try:
-            borrower_id = conn.execute(insert(borrowers).values(**values, created_at=now)
+            borrower_id = conn.execute(insert(borrowers).values(**values, bank_id=bank_id, created_at=now)
                                        ).inserted_primary_key[0]
-        except IntegrityError as exc:  # a concurrent first post of the same code
+        except IntegrityError as exc:  # a concurrent first post of the same code by the same bank
             raise Conflict(f"borrower {facts.credit_code} was just created by another request; retry") from exc
     else:
         borrower_id = existing.id
-        conn.execute(update(borrowers).where(borrowers.c.id == borrower_id).values(**values))
+        if as_of >= existing.as_of:
+            conn.execute(update(borrowers).where(borrowers.c.id == borrower_id).values(**values))
     history = {k: v for k, v in values.items() if k not in ("credit_code", "sme", "updated_at")}
     conn.execute(insert(borrower_facts).values(**history, borrower_id=borrower_id,
                                                recorded_by_key_id=actor_key_id, recorded_at=now))
-    return Borrower(borrower_id, facts, size.size_class, size.sme, size.standard), existing is None
+    if existing is None or as_of >= existing.as_of:
+        return Borrower(borrower_id, bank_id, bank_code, facts, as_of, size.size_class, size.sme,
+                        size.standard), existing is None
+    return _one(conn, borrowers.c.id == borrower_id), False
+
+
+def _stated_day(as_of: object, today: date) -> date:
+    if as_of is None:
+        return today
+    day = parse_date(as_of, "as_of")
+    if day > today:
+        raise Invalid.field("as_of", "cannot be in the future: facts are stated for a day that has been")
+    return day
+
+
+def _bank_code(conn: Connection, bank_id: int) -> str:
+    row = conn.execute(select(institutions.c.code, institutions.c.kind)
+                       .where(institutions.c.id == bank_id)).first()
+    if row is None or row.kind != "bank":
+        raise Invalid.field("bank", "borrower records belong to a bank")
+    return row.code
+
+
+def _classify(facts: BorrowerFacts, as_of: date) -> Classification:
+    try:
+        return classify(facts.industry, facts.employees, facts.revenue_fen, facts.total_assets_fen, on=as_of)
+    except Invalid as error:
+        if error.errors:  # a bad industry or figure names its field
+            raise
+        raise Invalid.field("as_of", error.detail) from None  # no SME standard in force that day
+
+
+def _query():
+    return select(borrowers, institutions.c.code.label("bank")).join(
+        institutions, institutions.c.id == borrowers.c.bank_id)
 
 
 def _from_row(row) -> Borrower:
-    facts = BorrowerFacts(row.credit_code, row.name, row.region, row.industry, row.employees,
-                          row.revenue_fen, row.total_assets_fen, row.private)
-    return Borrower(row.id, facts, row.size_class, row.sme, row.size_standard)
+    facts = BorrowerFacts(row.credit_code, *(getattr(row, name) for name in _FACT_FIELDS))
+    return Borrower(row.id, row.bank_id, row.bank, facts, row.as_of, row.size_class, row.sme, row.size_standard)
 
 
-def get_borrower(conn: Connection, credit_code: str) -> Borrower:
-    row = conn.execute(select(borrowers).where(borrowers.c.credit_code == credit_code.strip().upper())).first()
-    if row is None:
-        raise NotFound(f"borrower {credit_code} is not registered")
-    return _from_row(row)
+def _one(conn: Connection, condition) -> Borrower:
+    return _from_row(conn.execute(_query().where(condition)).one())
 
 
-def borrowers_by_code(conn: Connection, codes) -> dict[str, Borrower]:
+def get_borrower(conn: Connection, credit_code: str, condition=None, bank: str | None = None) -> Borrower:
+    """The record of `credit_code` the reader may see (`condition`, from its read scope); `bank`
+    (an institution code) picks one bank's record when the reader sees several."""
+    code = credit_code.strip().upper()
+    query = _query().where(borrowers.c.credit_code == code, true() if condition is None else condition)
+    if bank is not None:
+        query = query.where(institutions.c.code == bank)
+    rows = conn.execute(query.order_by(borrowers.c.id)).all()
+    if not rows:
+        raise NotFound(f"borrower {credit_code} is not registered" + (f" by {bank}" if bank else ""))
+    if len(rows) > 1:
+        banks = ", ".join(row.bank for row in rows)
+        raise Invalid.field("bank", f"{len(rows)} banks hold a record of {code} ({banks}); "
+                                    "choose one with ?bank=")
+    return _from_row(rows[0])
+
+
+def borrowers_by_code(conn: Connection, bank_id: int, codes) -> dict[str, Borrower]:
+    """The bank's own records of these credit codes (codes it has not registered are absent)."""
     found: dict[str, Borrower] = {}
     codes = sorted(set(codes))
     for start in range(0, len(codes), 5000):
-        rows = conn.execute(select(borrowers).where(borrowers.c.credit_code.in_(codes[start:start + 5000])))
+        rows = conn.execute(_query().where(borrowers.c.bank_id == bank_id,
+                                           borrowers.c.credit_code.in_(codes[start:start + 5000])))
         found.update({row.credit_code: _from_row(row) for row in rows})
     return found
+
+
+def facts_in_force(conn: Connection, wanted: list[tuple[Borrower, date]]) -> list[FactsVersion]:
+    """For each (record, day): the version in force that day (see the module's guarantees)."""
+    versions: dict[int, list[FactsVersion]] = {borrower.id: [] for borrower, _ in wanted}
+    ids = sorted(versions)
+    codes = {borrower.id: borrower.facts.credit_code for borrower, _ in wanted}
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(select(borrower_facts).where(borrower_facts.c.borrower_id.in_(ids[start:start + 5000]))
+                            .order_by(borrower_facts.c.borrower_id, borrower_facts.c.as_of, borrower_facts.c.id))
+        for row in rows:
+            facts = BorrowerFacts(codes[row.borrower_id], *(getattr(row, name) for name in _FACT_FIELDS))
+            versions[row.borrower_id].append(FactsVersion(row.id, row.borrower_id, row.as_of, facts))
+    days = {borrower_id: [v.as_of for v in found] for borrower_id, found in versions.items()}
+    chosen = []
+    for borrower, day in wanted:
+        found = versions[borrower.id]
+        assert found, f"borrower record {borrower.id} has no facts: every record is created with its first"
+        chosen.append(found[max(bisect_right(days[borrower.id], day) - 1, 0)])
+    return chosen

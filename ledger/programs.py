@@ -4,10 +4,14 @@ Guarantees
 - Terms are validated in full (ledger.terms) before storage and stored canonically; readers get
   typed `Terms`, never raw dicts.
 - Versions only append: a new version takes effect after the latest one's start, and implicitly
-  ends its predecessor the day before. A loan binds to the version in force on its start date.
+  ends its predecessor the day before. A loan binds to the version in force on its start date,
+  and stays bound: a new version must start after the latest start date of the programme's
+  loans (checked under the programme's row lock, which loan creation shares), so
+  `version_on(loan.start_date)` is every loan's bound version, before and after.
 - A programme is in force on a day if a version covers that day (`effective_to` inclusive).
 - Fund contributions are journal entries: the pool fund (an asset owned by the programme) rises
-  and the contributor's settlement account pays.
+  and the contributor's settlement account pays. The amount is positive fen; the date is not in
+  the future and not before the programme's first version starts.
 """
 from __future__ import annotations
 
@@ -19,11 +23,14 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
+from ledger.dates import parse_date
+from ledger.dates import today as business_today
 from ledger.db import utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound
 from ledger.identifiers import region_covers, validate_region
 from ledger.journal import Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry
-from ledger.schema import (entries, institutions, postings, program_parties, program_versions,
+from ledger.money import check_fen
+from ledger.schema import (entries, institutions, loans, postings, program_parties, program_versions,
                            programs)
 from ledger.terms import Terms, parse_terms, terms_to_dict
 
@@ -99,9 +106,23 @@ def add_version(conn: Connection, code: str, effective_from: date, effective_to:
     if effective_from <= latest.effective_from:
         raise Invalid.field("effective_from", f"must be after the latest version's start "
                                               f"({latest.effective_from.isoformat()})")
+    _check_bound_loans(conn, program, effective_from)
     terms = parse_terms(raw_terms, _institution_kinds(conn))
     _insert_version(conn, program.id, latest.version + 1, effective_from, effective_to, terms, actor)
     return get_program(conn, code)
+
+
+def _check_bound_loans(conn: Connection, program: Program, effective_from: date) -> None:
+    """A version starting on or before a loan's start would be in force for a loan bound to an
+    earlier one: refused, so bindings never change (the caller holds the programme's row lock)."""
+    latest = conn.execute(select(loans.c.id, loans.c.start_date, program_versions.c.version)
+                          .join(program_versions, program_versions.c.id == loans.c.program_version_id)
+                          .where(loans.c.program_id == program.id)
+                          .order_by(loans.c.start_date.desc(), loans.c.id.desc()).limit(1)).first()
+    if latest is not None and effective_from <= latest.start_date:
+        raise Invalid.field("effective_from", f"must be after {latest.start_date.isoformat()}: loan {latest.id} "
+                                              f"started then, bound to version {latest.version}, and a "
+                                              "version in force on a bound loan's start would change its terms")
 
 
 def _insert_version(conn, program_id: int, number: int, effective_from: date,
@@ -127,11 +148,14 @@ def _not_found(code: str):
     raise NotFound(f"programme {code} does not exist")
 
 
-def load_programs(conn: Connection, codes, lock: bool = False) -> dict[str, Program]:
-    """Programmes by code with all their versions (two queries, whatever the count)."""
-    query = select(programs).where(programs.c.code.in_(list(codes)))
-    if lock:
-        query = query.with_for_update()
+def load_programs(conn: Connection, codes, lock: bool = False, share_lock: bool = False) -> dict[str, Program]:
+    """Programmes by code with all their versions (two queries, whatever the count). `lock`
+    takes their rows FOR UPDATE (adding a version), `share_lock` FOR KEY SHARE (creating loans:
+    the lock the loans' foreign key takes anyway, taken before the versions are read), in id
+    order; SQLite serialises writers instead."""
+    query = select(programs).where(programs.c.code.in_(list(codes))).order_by(programs.c.id)
+    if lock or share_lock:
+        query = query.with_for_update(read=not lock, key_share=not lock)
     heads = conn.execute(query).all()
     if not heads:
         return {}
@@ -168,11 +192,16 @@ def list_programs(conn: Connection, region_prefix: str = "", after_id: int = 0, 
 # --- the fund ---------------------------------------------------------------------------------
 
 def contribute(conn: Connection, code: str, contributor_id: int, amount_fen: int, on: date,
-               actor: Actor) -> dict:
+               actor: Actor, today: date | None = None) -> dict:
     """Top up the programme's compensation fund from the contributor's settlement account."""
-    if amount_fen <= 0:
-        raise Invalid.field("amount", "must be greater than zero")
+    amount_fen = check_fen(amount_fen, "amount", allow_zero=False)
+    on = parse_date(on, "on")
+    if on > (today or business_today()):
+        raise Invalid.field("on", "cannot be in the future")
     program = get_program(conn, code)
+    if on < program.versions[0].effective_from:
+        raise Invalid.field("on", f"is before the programme exists (its first version starts "
+                                  f"{program.versions[0].effective_from.isoformat()})")
     specs = [chart.program_fund(program.id), chart.program_fund_capital(program.id),
              chart.fund_contributions(contributor_id), chart.settlement(contributor_id)]
     ids = ensure_accounts(conn, specs)

@@ -39,6 +39,17 @@ class ReadScope:
             return loans.c.borrower_region.like(f"{self.region_prefix}%")
         return true()
 
+    def borrower_condition(self):
+        """Borrower records visible: a bank's own customer file; a party's, those of the loans
+        it may see (its programmes'); a region's, records whose current region is in it."""
+        if self.institution_id is not None:
+            if self.party:
+                return borrowers.c.id.in_(select(loans.c.borrower_id).where(self.loan_condition()))
+            return borrowers.c.bank_id == self.institution_id
+        if self.region_prefix:
+            return borrowers.c.region.like(f"{self.region_prefix}%")
+        return true()
+
     def account_condition(self):
         """Accounts visible: the institution's own and its loans' sub-ledgers; or, for a
         region, those of institutions, borrowers and programmes in it."""

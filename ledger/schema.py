@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey,
                         ForeignKeyConstraint, Index, Integer, MetaData, SmallInteger, String, Table,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, text)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -181,6 +181,9 @@ def _borrower_fact_columns(region_index: bool) -> list[Column]:
     """What a bank states about a borrower and the class derived from it: the same columns on
     the borrower (current facts) and in its history (every version posted)."""
     return [
+        # The day the facts are stated for (a balance sheet's date, say): a loan freezes the
+        # version in force on its start date, not the one posted last.
+        Column("as_of", Date, nullable=False),
         Column("name", String(200), nullable=False),
         Column("region", String(6), nullable=False, index=region_index),
         Column("industry", String(40), nullable=False),
@@ -193,18 +196,23 @@ def _borrower_fact_columns(region_index: bool) -> list[Column]:
     ]
 
 
+# A bank's customer file: one record per (bank, credit code). Two banks lending to one enterprise
+# hold two records (each its own facts); the credit code names the enterprise across banks. The
+# record's columns are its current facts: the version with the latest `as_of`.
 borrowers = Table(
     "borrowers", metadata,
     Column("id", Integer, primary_key=True),
-    Column("credit_code", String(18), nullable=False, unique=True),
+    Column("bank_id", ForeignKey("institutions.id"), nullable=False),  # indexed by the unique key
+    Column("credit_code", String(18), nullable=False, index=True),
     *_borrower_fact_columns(region_index=True),
     Column("sme", Boolean, nullable=False),
     _ts("created_at"),
     _ts("updated_at"),
+    UniqueConstraint("bank_id", "credit_code"),
     CheckConstraint(_in("size_class", SIZE_CLASSES), name="size_class"),
 )
 
-# Every version of a borrower's facts as posted, oldest first: the audit trail of updates.
+# Every version of a record's facts as posted, each with the day it is stated for.
 borrower_facts = Table(
     "borrower_facts", metadata,
     Column("id", BigId, primary_key=True),
@@ -265,6 +273,8 @@ loans = Table(
     Column("bank_id", ForeignKey("institutions.id"), nullable=False, index=True),
     Column("contract_no", String(60), nullable=False),
     Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    # The version of the lending bank's record frozen by the loan: the one in force on start_date.
+    Column("borrower_facts_id", ForeignKey("borrower_facts.id"), nullable=False, index=True),
     Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
     Column("program_version_id", ForeignKey("program_versions.id"), nullable=False, index=True),
     Column("principal_fen", BigInteger, nullable=False),
@@ -286,6 +296,7 @@ loans = Table(
     Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
     _ts("created_at"),
     UniqueConstraint("bank_id", "contract_no"),
+    Index(None, "program_id", "start_date"),  # the latest start bound to a programme's versions
     CheckConstraint("principal_fen > 0", name="principal_positive"),
     CheckConstraint("maturity_date > start_date", name="maturity_after_start"),
     CheckConstraint(_in("status", LOAN_STATUSES), name="status"),
@@ -303,6 +314,13 @@ pledges = Table(
     Column("registration_no", String(60), nullable=False),
     Column("registered_on", Date, nullable=False, index=True),
     Column("appraised_value_fen", BigInteger, nullable=True),
+    # The day the pledge ended: its loan's closed_on. NULL while the loan is active or defaulted.
+    Column("released_on", Date, nullable=True),
     CheckConstraint("kind IN ('patent', 'trademark')", name="kind"),
     CheckConstraint("(kind = 'trademark') = (nice_class IS NOT NULL)", name="nice_class"),
+    Index(None, "number"),
+    # DOMAIN.md §1: the patent office registers no second pledge of a patent while one lasts.
+    Index("uq_pledges_live_patent", "number", unique=True,
+          postgresql_where=text("kind = 'patent' AND released_on IS NULL"),
+          sqlite_where=text("kind = 'patent' AND released_on IS NULL")),
 )

@@ -91,11 +91,16 @@ def patent_number() -> str:
 
 
 class BorrowerFactory(DomainFactory):
-    """A small private software firm in Guangzhou's Tianhe-like district unless told otherwise."""
+    """A small private software firm in Guangzhou's Tianhe-like district unless told otherwise,
+    in the customer file of `bank_id` (a new bank unless given: pass the lending bank's id), with
+    facts as of 2019-01-01 (before the loans tests make)."""
 
     class Meta:
-        model = staticmethod(lambda conn, **facts: parties.upsert_borrower(conn, parties.BorrowerFacts(**facts))[0])
+        model = staticmethod(lambda conn, bank_id, as_of, **facts: parties.upsert_borrower(
+            conn, bank_id, parties.BorrowerFacts(**facts), as_of=as_of)[0])
 
+    bank_id = factory.LazyFunction(lambda: InstitutionFactory(kind="bank").id)
+    as_of = date(2019, 1, 1)
     credit_code = factory.LazyAttribute(lambda o: credit_code(o.region))
     name = factory.LazyFunction(lambda: unique("Firm"))
     region = "440106"

@@ -93,7 +93,7 @@ def test_import_loans_from_csv(tmp_path):
     factories.bind(engine)
     bank = factories.InstitutionFactory(kind="bank")
     program = factories.ProgramFactory()
-    loans = [factories.loan_body(factories.BorrowerFactory().facts.credit_code, program.code) for _ in range(4)]
+    loans = [factories.loan_body(factories.BorrowerFactory(bank_id=bank.id).facts.credit_code, program.code) for _ in range(4)]
     path = tmp_path / "loans.csv"
     path.write_text("".join(to_csv(loans)), encoding="utf-8")
     assert "imported 4 loans" in ipledger(tmp_path, "import", "loans", str(path), "--bank", bank.code).stdout

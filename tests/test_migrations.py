@@ -93,3 +93,92 @@ def _seal_as_before_0003(conn) -> None:
                           "VALUES (:e, :s, :p, :h, CURRENT_TIMESTAMP)"),
                      {"e": entry["id"], "s": seq, "p": prev_hash, "h": new_hash})
         prev_hash = new_hash
+
+
+# --- 0004 on a book written before it ----------------------------------------------------------
+
+def _upgrade_to(engine, revision):
+    from alembic import command
+
+    from ledger.db import _migrate
+    _migrate(engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+T = ["2025-01-10 08:00:00", "2025-02-10 08:00:00", "2025-03-10 08:00:00", "2025-04-10 08:00:00"]
+
+
+def _old_book(conn, *, double_pledge=False):
+    """A book as revision 0002 kept it: one borrower record per credit code, lent to by two banks."""
+    from sqlalchemy import text
+    run = lambda sql, **values: conn.execute(text(sql), values)  # noqa: E731
+    for i, (code, kind) in enumerate([("BANK-A", "bank"), ("BANK-B", "bank"), ("INS", "insurer")], start=1):
+        run("INSERT INTO institutions (id, code, name, kind, region, created_at) VALUES (:i, :c, :c, :k, '440100', :t)",
+            i=i, c=code, k=kind, t=T[0])
+    run("INSERT INTO api_keys (id, prefix, key_hash, role, institution_id, created_at) "
+        "VALUES (1, 'iplB', 'h', 'bank', 2, :t)", t=T[0])
+    facts = ("name, region, industry, employees, revenue_fen, total_assets_fen, private, size_class, size_standard")
+    for borrower_id, code in ((1, "91350100M000100Y43"), (2, "91440106708361136L"), (3, "91440106MA5CXX0N1P")):
+        run(f"INSERT INTO borrowers (id, credit_code, {facts}, sme, created_at, updated_at) VALUES "
+            f"(:b, :code, 'Firm', '440106', 'other', 50, 0, 0, :true, 'small', 'MIIT-2011-300', :true, :t, :t)",
+            b=borrower_id, code=code, true=True, t=T[0])
+    history = [(1, 1, None, T[0], 50), (2, 1, None, T[2], 400),    # borrower 1: two versions
+               (3, 2, 1, T[1], 20), (4, 3, None, T[1], 30)]         # 2: posted by bank B's key; 3: by nobody
+    for fact_id, borrower_id, key_id, recorded_at, employees in history:
+        run(f"INSERT INTO borrower_facts (id, borrower_id, {facts}, recorded_by_key_id, recorded_at) VALUES "
+            f"(:f, :b, 'Firm', '440106', 'other', :e, 0, 0, :true, 'small', 'MIIT-2011-300', :k, :t)",
+            f=fact_id, b=borrower_id, e=employees, true=True, k=key_id, t=recorded_at)
+    run("INSERT INTO programs (id, code, name, region, created_at) VALUES (1, 'p', 'P', '440100', :t)", t=T[0])
+    run("INSERT INTO program_versions (id, program_id, version, effective_from, terms_json, created_at) "
+        "VALUES (1, 1, 1, '2019-01-01', '{}', :t)", t=T[0])
+    loans = [(1, 2, "B-1", T[1], "active", None), (2, 1, "A-1", T[3], "closed", "2025-06-01"),
+             (3, 2, "B-2", T[3], "active", None)]
+    for loan_id, bank_id, contract, created_at, status, closed_on in loans:
+        run("INSERT INTO loans (id, bank_id, contract_no, borrower_id, program_id, program_version_id, principal_fen, "
+            "annual_rate, start_date, maturity_date, pledge_type, borrower_size_class, borrower_sme, borrower_private, "
+            "borrower_region, borrower_industry, size_standard, status, closed_on, created_at) VALUES "
+            "(:l, :bank, :c, 1, 1, 1, 100, '0.03', '2025-01-01', '2026-01-01', 'patent', 'small', :true, :true, "
+            "'440106', 'other', 'MIIT-2011-300', :s, :closed, :t)",
+            l=loan_id, bank=bank_id, c=contract, true=True, s=status, closed=closed_on, t=created_at)
+    pledged = [(1, "ZL201710601862.3"), (2, "ZL201710601862.3"), (3, "ZL201710601862.3" if double_pledge else "ZL95115608.X")]
+    for loan_id, number in pledged:
+        run("INSERT INTO pledges (loan_id, position, kind, number, registration_no, registered_on) "
+            "VALUES (:l, 0, 'patent', :n, 'R', '2024-12-20')", l=loan_id, n=number)
+
+
+def test_0004_keeps_an_existing_book(unmigrated_engine):
+    from datetime import date
+
+    from sqlalchemy import text
+    _upgrade_to(unmigrated_engine, "0002")
+    with unmigrated_engine.begin() as conn:
+        _old_book(conn)
+    upgrade_to_head(unmigrated_engine)
+    with unmigrated_engine.connect() as conn:
+        rows = lambda sql: [tuple(r) for r in conn.execute(text(sql))]  # noqa: E731
+        # first lender; else the bank whose key posted the facts; else the first bank
+        assert rows("SELECT id, bank_id FROM borrowers ORDER BY id") == [(1, 2), (2, 2), (3, 1)]
+        assert rows("SELECT id, as_of FROM borrower_facts ORDER BY id") in (
+            [(1, "2025-01-10"), (2, "2025-03-10"), (3, "2025-02-10"), (4, "2025-02-10")],
+            [(1, date(2025, 1, 10)), (2, date(2025, 3, 10)), (3, date(2025, 2, 10)), (4, date(2025, 2, 10))])
+        assert [str(day) for _, day in rows("SELECT id, as_of FROM borrowers ORDER BY id")] == [
+            "2025-03-10", "2025-02-10", "2025-02-10"]
+        # each loan froze the facts current when it was created
+        assert rows("SELECT id, borrower_facts_id FROM loans ORDER BY id") == [(1, 1), (2, 2), (3, 2)]
+        assert [(loan, str(day)) for loan, day in rows("SELECT loan_id, released_on FROM pledges ORDER BY loan_id")] \
+            == [(1, "None"), (2, "2025-06-01"), (3, "None")]
+    # and back: one record per credit code again, every row kept
+    downgrade_to(unmigrated_engine, "0002")
+    with unmigrated_engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM borrower_facts")).scalar_one() == 4
+        assert [r[0] for r in conn.execute(text("SELECT id FROM loans ORDER BY id"))] == [1, 2, 3]
+
+
+def test_0004_stops_at_patents_pledged_to_two_live_loans(unmigrated_engine):
+    import pytest
+    _upgrade_to(unmigrated_engine, "0002")
+    with unmigrated_engine.begin() as conn:
+        _old_book(conn, double_pledge=True)
+    with pytest.raises(RuntimeError, match=r"ZL201710601862.3 \(loans 1 and 3\)"):
+        upgrade_to_head(unmigrated_engine)
+    with unmigrated_engine.connect() as conn:
+        assert current_revision(conn) == "0002"  # nothing half done

@@ -18,7 +18,7 @@ class Book:
         self.bank = InstitutionFactory(kind="bank", region="440100")
         self.headers = auth("bank", self.bank.code)
         self.program = ProgramFactory(region="440100")
-        self.borrower = BorrowerFactory(region="440106")
+        self.borrower = BorrowerFactory(region="440106", bank_id=self.bank.id)
 
     def body(self, **over):
         body = loan_body(self.borrower.facts.credit_code, self.program.code)
@@ -33,6 +33,10 @@ class Book:
         response = self.post(client, **over)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
+
+    def batch(self, client, items, key=None):
+        return client.post("/v1/loans/batch", json={"loans": items},
+                           headers={**self.headers, "Idempotency-Key": key or unique("b")})
 
     def repay(self, client, loan_id, principal, interest="0", paid_on="2025-06-01", key=None):
         return client.post(f"/v1/loans/{loan_id}/repayments",
@@ -122,7 +126,7 @@ def test_programme_not_in_force_on_the_start_date(client, book, engine):
 
 
 def test_programme_must_cover_the_borrower_region(client, book):
-    elsewhere = BorrowerFactory(region="510104")
+    elsewhere = BorrowerFactory(region="510104", bank_id=book.bank.id)
     problem = assert_problem(book.post(client, borrower=elsewhere.facts.credit_code), 422)
     assert "does not cover" in problem["errors"][0]["message"]
 
@@ -237,29 +241,31 @@ def test_fees(client, book):
                 {"kind": "premium", "amount": "0", "paid_on": "2025-02-25"}):
         assert_problem(client.post(url, json=bad, headers={**book.headers, "Idempotency-Key": unique("f")}), 422)
     events = client.get(f"/v1/loans/{loan['id']}", headers=book.headers).get_json()["events"]
-    assert [e["kind"] for e in events] == ["loan_disbursed", "premium_paid"]
+    # events in business-date order: the premium was paid before the disbursement
+    assert [(e["kind"], e["effective_on"]) for e in events] == [("premium_paid", "2025-02-25"),
+                                                                ("loan_disbursed", "2025-03-01")]
 
 
 def test_batch_is_all_or_nothing_with_per_item_errors(client, book):
     good = [book.body() for _ in range(3)]
     bad = book.body(maturity_date="2024-01-01")
-    response = client.post("/v1/loans/batch", json={"loans": good + [bad]}, headers=book.headers)
+    response = book.batch(client, good + [bad])
     problem = assert_problem(response, 422)
     assert [e["field"] for e in problem["errors"]] == ["loans.3.maturity_date"]
     mine = {l["contract_no"] for l in client.get("/v1/loans?limit=1000", headers=book.headers).get_json()["items"]}
     assert not mine & {b["contract_no"] for b in good}
-    created = client.post("/v1/loans/batch", json={"loans": good}, headers=book.headers)
+    created = book.batch(client, good)
     assert created.status_code == 201
     assert [i["contract_no"] for i in created.get_json()["loans"]] == [b["contract_no"] for b in good]
-    duplicate = client.post("/v1/loans/batch", json={"loans": [good[0], book.body()]}, headers=book.headers)
+    duplicate = book.batch(client, [good[0], book.body()])
     assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans.0.contract_no"
-    twice = client.post("/v1/loans/batch", json={"loans": [bad | {"maturity_date": "2026-01-01"}] * 2}, headers=book.headers)
+    twice = book.batch(client, [bad | {"maturity_date": "2026-01-01"}] * 2)
     assert assert_problem(twice, 422)["errors"][0]["field"] == "loans.1.contract_no"
 
 
 def test_batch_size_limit(client, book):
-    assert_problem(client.post("/v1/loans/batch", json={"loans": []}, headers=book.headers), 422)
-    assert_problem(client.post("/v1/loans/batch", json={"loans": [{}] * 10001}, headers=book.headers), 422)
+    assert_problem(book.batch(client, []), 422)
+    assert_problem(book.batch(client, [{}] * 10001), 422)
 
 
 def test_concurrent_retries_of_one_key_create_one_loan(app, book, backend):
@@ -294,7 +300,7 @@ def test_large_batch_takes_the_bulk_path_and_stays_exact(client, book):
     """Past ledger.bulk.COPY_THRESHOLD rows PostgreSQL writes with COPY: same rows, same rules."""
     from ledger.bulk import COPY_THRESHOLD
     bodies = [book.body(principal=f"{1000 + i}.{i % 100:02d}") for i in range(COPY_THRESHOLD + 6)]
-    created = client.post("/v1/loans/batch", json={"loans": bodies}, headers=book.headers)
+    created = book.batch(client, bodies)
     assert created.status_code == 201, created.get_json()
     ids = [item["id"] for item in created.get_json()["loans"]]
     assert ids == sorted(ids)
@@ -319,3 +325,150 @@ def test_overpayment_message_states_the_outstanding_in_yuan(client, book):
     loan = book.loan(client, principal="1234.56")
     problem = assert_problem(book.repay(client, loan["id"], "1234.57"), 422)
     assert problem["errors"][0]["message"] == "exceeds the outstanding principal 1234.56"
+
+
+# --- repayments out of date order: outstanding, status and closed_on agree ----------------------
+
+def test_the_issue_example_repayments_out_of_date_order(client, book):
+    """Repay 50 on 06-01, then 50 on 03-01: the loan closes on 06-01, and as of 04-01 50 is
+    still outstanding (it closed on 03-01 before, with 50.00 outstanding after that day)."""
+    loan = book.loan(client, principal="100.00", start_date="2025-02-01", maturity_date="2026-01-31")
+    assert book.repay(client, loan["id"], "50.00", paid_on="2025-06-01").status_code == 201
+    last = book.repay(client, loan["id"], "50.00", paid_on="2025-03-01").get_json()
+    assert (last["status"], last["outstanding_principal"]) == ("closed", "0.00")
+    shown = client.get(f"/v1/loans/{loan['id']}", headers=book.headers).get_json()
+    assert (shown["status"], shown["closed_on"]) == ("closed", "2025-06-01")
+    from datetime import date
+    balances = {day: tx(lambda conn: outstanding_fen(conn, [loan["id"]], as_of=date.fromisoformat(day)))[loan["id"]]
+                for day in ("2025-02-28", "2025-03-01", "2025-04-01", "2025-05-31", "2025-06-01")}
+    assert balances == {"2025-02-28": 10000, "2025-03-01": 5000, "2025-04-01": 5000, "2025-05-31": 5000,
+                        "2025-06-01": 0}
+    # events in business-date order, not recording order
+    assert [(e["kind"], e["effective_on"]) for e in shown["events"]] == [
+        ("loan_disbursed", "2025-02-01"), ("repayment", "2025-03-01"), ("repayment", "2025-06-01")]
+
+
+def test_a_backdated_repayment_may_not_take_a_later_day_below_zero(client, book):
+    loan = book.loan(client, principal="100.00", start_date="2025-02-01", maturity_date="2026-01-31")
+    book.repay(client, loan["id"], "70.00", paid_on="2025-06-01")
+    problem = assert_problem(book.repay(client, loan["id"], "40.00", paid_on="2025-03-01"), 422)
+    assert problem["errors"][0]["message"].startswith("exceeds the outstanding principal 30.00 of 2025-06-01")
+    assert book.repay(client, loan["id"], "30.00", paid_on="2025-03-01").get_json()["status"] == "closed"
+    assert client.get(f"/v1/loans/{loan['id']}", headers=book.headers).get_json()["closed_on"] == "2025-06-01"
+
+
+# --- a patent under a live pledge ------------------------------------------------------------------
+
+def test_a_patent_under_a_live_pledge_is_not_pledged_again(client, book):
+    first = book.loan(client)
+    patent = first["pledges"][0]["number"]
+    again = book.body(pledges=[dict(book.body()["pledges"][0], number=patent[2:])])  # the same patent, no "ZL"
+    problem = assert_problem(book.post(client, body=again), 409)
+    assert problem["errors"][0]["field"] == "pledges.0.number"
+    assert f"loan {first['id']} (contract {first['contract_no']})" in problem["errors"][0]["message"]
+    # the same borrower re-pledging it in a second live loan: refused all the same (it was
+    # this borrower's loan above); another borrower of another bank: refused without naming the loan
+    other = Book()
+    elsewhere = other.body(pledges=[dict(other.body()["pledges"][0], number=patent)])
+    problem = assert_problem(other.post(client, body=elsewhere), 409)
+    message = problem["errors"][0]["message"]
+    assert "another bank's loan" in message and f"loan {first['id']}" not in message
+    assert first["contract_no"] not in message
+    # trademarks are not checked (DOMAIN.md states the rule for patents)
+    trademark = first["pledges"][1]
+    reused = book.body(pledges=[{k: trademark[k] for k in ("kind", "number", "nice_class", "registration_no")}
+                                | {"registered_on": "2025-02-21"}])
+    assert book.post(client, body=reused).status_code == 201
+    # once the loan is closed, its pledge is released and the patent may be pledged again
+    book.repay(client, first["id"], "5000000.00")
+    assert book.post(client, body=again).status_code == 201
+
+
+def test_a_patent_twice_in_one_batch_is_422(client, book):
+    one, two = book.body(), book.body()
+    two["pledges"][0]["number"] = one["pledges"][0]["number"]
+    problem = assert_problem(book.batch(client, [one, two]), 422)
+    assert [e["field"] for e in problem["errors"]] == ["loans.1.pledges.0.number"]
+    assert "item 0 of this batch" in problem["errors"][0]["message"]
+
+
+def test_concurrent_loans_pledging_one_patent_one_wins(app, book, backend):
+    """Two banks' loans posted at the same time: the unique index on live patent pledges decides."""
+    patent = patent_number()
+    other = Book()
+    bodies = [(b, b.body(pledges=[dict(b.body()["pledges"][0], number=patent)])) for b in (book, other) * 3]
+
+    def attempt(item):
+        who, body = item
+        with app.test_client() as c:
+            return who.post(c, body=body).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(attempt, bodies))
+    assert sorted(statuses) == [201, 409, 409, 409, 409, 409], statuses
+
+
+# --- money-moving POSTs need an Idempotency-Key ---------------------------------------------------
+
+def test_a_batch_without_an_idempotency_key_is_400_and_writes_nothing(client, book):
+    body = book.body()
+    assert_problem(client.post("/v1/loans/batch", json={"loans": [body]}, headers=book.headers), 400)
+    listed = client.get("/v1/loans?limit=1000", headers=book.headers).get_json()["items"]
+    assert body["contract_no"] not in [loan["contract_no"] for loan in listed]
+    first = book.batch(client, [body], key="monthly-load")
+    again = book.batch(client, [body], key="monthly-load")
+    assert first.status_code == again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_fees_need_an_idempotency_key(client, book):
+    loan = book.loan(client)
+    assert_problem(client.post(f"/v1/loans/{loan['id']}/fees", json={"kind": "premium", "amount": "1",
+                                                                     "paid_on": "2025-02-25"},
+                               headers=book.headers), 400)
+
+
+# --- inputs that only look right (issue 9: the parsers are fixed; these pin it at the API) -------
+
+@pytest.mark.parametrize("change, field", [
+    ({"principal": "100.00\n"}, "principal"), ({"principal": "１００.00"}, "principal"),
+    ({"start_date": "2025-W09-6"}, "start_date"), ({"maturity_date": "2026-02-28\n"}, "maturity_date"),
+    ({"insured_amount": "５000000.00"}, "insured_amount"),
+])
+def test_loans_refuse_lookalike_money_and_dates(client, book, change, field):
+    problem = assert_problem(book.post(client, **change), 422)
+    assert field in [e["field"] for e in problem["errors"]]
+
+
+def test_pledges_refuse_iso_week_dates(client, book):
+    body = book.body()
+    body["pledges"][0]["registered_on"] = "2025-W08-4"
+    assert assert_problem(book.post(client, body=body), 422)["errors"][0]["field"] == "pledges.0.registered_on"
+
+
+@pytest.mark.parametrize("principal, interest, paid_on, field", [
+    ("100.00\n", "0", "2025-06-01", "principal"), ("１００.00", "0", "2025-06-01", "principal"),
+    ("1.00", "1.00\n", "2025-06-01", "interest"), ("1.00", "0", "2025-W23-1", "paid_on"),
+    ("1.00", "0", "20250601", "paid_on"),
+])
+def test_repayments_refuse_lookalike_money_and_dates(client, book, principal, interest, paid_on, field):
+    loan = book.loan(client)
+    problem = assert_problem(book.repay(client, loan["id"], principal, interest, paid_on), 422)
+    assert problem["errors"][0]["field"] == field
+    assert tx(lambda conn: outstanding_fen(conn, [loan["id"]]))[loan["id"]] == 500000000
+
+
+# --- programme versions never change a bound loan's version --------------------------------------
+
+def test_a_version_may_not_start_on_or_before_a_bound_loan(client, book):
+    from tests.factories import api_terms, program_parties
+    admin = auth("admin")
+    terms = api_terms(**program_parties())
+    loan = book.loan(client, start_date="2025-03-01")
+    url = f"/v1/programs/{book.program.code}/versions"
+    for day in ("2025-01-01", "2025-03-01"):
+        problem = assert_problem(client.post(url, json={"effective_from": day, "terms": terms}, headers=admin), 422)
+        assert problem["errors"][0]["field"] == "effective_from"
+        assert f"loan {loan['id']} started then" in problem["errors"][0]["message"] and "2025-03-01" in problem["detail"]
+    assert client.post(url, json={"effective_from": "2025-03-02", "terms": terms}, headers=admin).status_code == 201
+    assert client.get(f"/v1/loans/{loan['id']}", headers=book.headers).get_json()["program_version"] == 1
+    assert book.loan(client, start_date="2025-03-02", maturity_date="2026-03-01")["program_version"] == 2

@@ -16,21 +16,23 @@ def borrower_body(**over):
 # --- borrowers ------------------------------------------------------------------------------
 
 def test_borrower_is_classified_and_updated_without_touching_loans(client, engine):
-    bank = auth("bank", InstitutionFactory(kind="bank").code)
-    body = borrower_body()
+    bank_code = InstitutionFactory(kind="bank").code
+    bank = auth("bank", bank_code)
+    body = borrower_body(as_of="2025-01-31")
     created = client.post("/v1/borrowers", json=body, headers=bank)
     assert created.status_code == 201
-    assert created.get_json() | {"id": 0} == {**body, "id": 0, "total_assets": "3000000.00",
+    assert created.get_json() | {"id": 0} == {**body, "id": 0, "bank": bank_code, "total_assets": "3000000.00",
                                               "size_class": "small", "sme": True, "size_standard": "MIIT-2011-300"}
     program = ProgramFactory()
     loan = client.post("/v1/loans", json=loan_body(body["credit_code"], program.code),
                        headers={**bank, "Idempotency-Key": unique("k")}).get_json()
     grown = client.post("/v1/borrowers", json={**body, "employees": 400, "revenue": "200000000.00",
-                                               "private": False}, headers=bank)
+                                               "private": False, "as_of": "2025-06-30"}, headers=bank)
     assert grown.status_code == 200 and grown.get_json()["size_class"] == "large"
-    assert grown.get_json()["sme"] is False
+    assert grown.get_json()["sme"] is False and grown.get_json()["as_of"] == "2025-06-30"
     frozen = client.get(f"/v1/loans/{loan['id']}", headers=bank).get_json()
     assert (frozen["borrower_size_class"], frozen["borrower_sme"], frozen["borrower_private"]) == ("small", True, True)
+    assert frozen["borrower_facts_as_of"] == "2025-01-31"
     assert client.get(f"/v1/borrowers/{body['credit_code']}", headers=bank).get_json()["employees"] == 400
 
 
@@ -52,16 +54,38 @@ def test_borrower_roles_and_missing(client, engine):
 
 # --- reference rates ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("month, rate", [("2019-08", "0.0425"), ("2019-10", "0.0420"), ("2020-03", "0.0405"),
-                                         ("2021-11", "0.0385"), ("2024-09", "0.0335"), ("2025-05", "0.0300")])
-def test_lpr_is_seeded_one_value_per_month(client, engine, month, rate):
-    assert client.get(f"/v1/reference-rates/LPR1Y/{month}", headers=auth("bank")).get_json()["rate"] == rate
+# DOMAIN.md §5, typed in again (not imported from the migration): one-year LPR in percent by the
+# month a value took effect.
+DOMAIN_LPR_CHANGES = [("2019-08", "4.25"), ("2019-09", "4.20"), ("2019-11", "4.15"), ("2020-02", "4.05"),
+                      ("2020-04", "3.85"), ("2021-12", "3.80"), ("2022-01", "3.70"), ("2022-08", "3.65"),
+                      ("2023-06", "3.55"), ("2023-08", "3.45"), ("2024-07", "3.35"), ("2024-10", "3.10"),
+                      ("2025-05", "3.00")]
 
 
-def test_lpr_list_covers_2019_08_to_2025_05(client, engine):
+def domain_lpr_months() -> dict[str, str]:
+    """Every month 2019-08..2025-05 with its rate as a decimal string: a month without a change
+    keeps the previous value."""
+    from decimal import Decimal
+    changes, months, percent = dict(DOMAIN_LPR_CHANGES), {}, None
+    for year in range(2019, 2026):
+        for month in range(1, 13):
+            key = f"{year}-{month:02d}"
+            if "2019-08" <= key <= "2025-05":
+                percent = changes.get(key, percent)
+                months[key] = str(Decimal(percent) / 100)
+    return months
+
+
+def test_the_whole_seeded_lpr_table_is_domain_md(client, engine):
+    expected = domain_lpr_months()
+    assert len(expected) == 70 and expected["2019-10"] == "0.042" and expected["2021-11"] == "0.0385"
     items = client.get("/v1/reference-rates/LPR1Y", headers=auth("fiscal")).get_json()["items"]
-    seeded = [i["month"] for i in items if i["month"] <= "2025-05"]
-    assert seeded[0] == "2019-08" and seeded[-1] == "2025-05" and len(seeded) == 70
+    from decimal import Decimal
+    seeded = {i["month"]: Decimal(i["rate"]) for i in items if i["month"] <= "2025-05"}
+    assert seeded == {month: Decimal(rate) for month, rate in expected.items()}
+    for month, rate in expected.items():  # and one by one, as a subsidy run reads them
+        shown = client.get(f"/v1/reference-rates/LPR1Y/{month}", headers=auth("bank")).get_json()["rate"]
+        assert Decimal(shown) == Decimal(rate), month
 
 
 def test_recording_later_months(client, fresh_engine):
@@ -153,12 +177,15 @@ def test_fund_contributions_and_statement(client, engine):
     program = ProgramFactory(region="440100")
     pool_code = program.versions[0].terms.parties[1].institution
     url = f"/v1/programs/{program.code}/fund-contributions"
-    first = client.post(url, json={"amount": "30000000.00", "on": "2025-01-05"}, headers=fiscal)
+
+    def key(headers):
+        return {**headers, "Idempotency-Key": unique("c")}
+    first = client.post(url, json={"amount": "30000000.00", "on": "2025-01-05"}, headers=key(fiscal))
     assert first.status_code == 201 and first.get_json()["balance"] == "30000000.00"
-    second = client.post(url, json={"amount": "500", "on": "2025-07-01"}, headers=auth("pool", pool_code))
+    second = client.post(url, json={"amount": "500", "on": "2025-07-01"}, headers=key(auth("pool", pool_code)))
     assert second.get_json()["balance"] == "30000500.00"
-    assert_problem(client.post(url, json={"amount": "1", "on": "2025-07-01"}, headers=auth("pool")), 403)
-    assert_problem(client.post(url, json={"amount": "0", "on": "2025-07-01"}, headers=fiscal), 422)
+    assert_problem(client.post(url, json={"amount": "1", "on": "2025-07-01"}, headers=key(auth("pool"))), 403)
+    assert_problem(client.post(url, json={"amount": "0", "on": "2025-07-01"}, headers=key(fiscal)), 422)
     fund = client.get(f"/v1/programs/{program.code}/fund", headers=fiscal).get_json()
     assert fund["balance"] == "30000500.00"
     assert [(m["amount"], m["balance"]) for m in fund["movements"]] == [("30000000.00", "30000000.00"),
@@ -166,3 +193,64 @@ def test_fund_contributions_and_statement(client, engine):
     early = client.get(f"/v1/programs/{program.code}/fund?as_of=2025-06-30", headers=auth("auditor")).get_json()
     assert early["balance"] == "30000000.00"
     assert_problem(client.get(f"/v1/programs/{program.code}/fund", headers=auth("bank")), 403)
+
+
+# --- inputs that only look right (issue 9: parsers fixed on main; pinned here at the API) -------
+
+def test_a_month_with_a_newline_is_not_recorded_as_that_month(client, fresh_engine):
+    """'2025-06\\n' was accepted (a 500 on PostgreSQL: it overflowed varchar(7)), after which
+    '2025-06' at another rate was accepted too."""
+    from api import create_app
+    client = create_app(fresh_engine).test_client()
+    fiscal = auth("fiscal")
+    for month in ("2025-06\n", "２０２５-06", "2025-6", "2025-06-01"):
+        problem = assert_problem(client.post("/v1/reference-rates/LPR1Y", json={"month": month, "rate": "0.0300"},
+                                             headers=fiscal), 422)
+        assert problem["errors"][0]["field"] == "month"
+    assert client.post("/v1/reference-rates/LPR1Y", json={"month": "2025-06", "rate": "0.0290"},
+                       headers=fiscal).status_code == 201
+    assert_problem(client.get("/v1/reference-rates/LPR1Y/2025-06%0A", headers=fiscal), 422)
+
+
+# --- fund contributions: money moves, so a key is required; the date is a day the fund existed --
+
+def test_fund_contributions_need_an_idempotency_key(client, engine):
+    program = ProgramFactory(region="440100")
+    fiscal = auth("fiscal", InstitutionFactory(kind="fiscal", region="440000").code)
+    url = f"/v1/programs/{program.code}/fund-contributions"
+    assert_problem(client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=fiscal), 400)
+    assert client.get(f"/v1/programs/{program.code}/fund", headers=fiscal).get_json()["movements"] == []
+    headers = {**fiscal, "Idempotency-Key": unique("c")}
+    first = client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=headers)
+    again = client.post(url, json={"amount": "100.00", "on": "2025-01-05"}, headers=headers)
+    assert first.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert client.get(f"/v1/programs/{program.code}/fund", headers=fiscal).get_json()["balance"] == "100.00"
+
+
+@pytest.mark.parametrize("on, message", [
+    ("0011-07-11", "year"), ("9999-12-31", "year"), ("2999-12-31", "future"), ("tomorrow", "future"),
+    ("2018-12-31", "before the programme exists"), ("2025-W01-1", "YYYY-MM-DD"), ("2025-01-05\n", "YYYY-MM-DD"),
+])
+def test_a_contribution_is_dated_a_day_the_fund_existed(client, engine, on, message):
+    from datetime import timedelta
+
+    from ledger.dates import today
+    program = ProgramFactory(region="440100", effective_from=__import__("datetime").date(2019, 1, 1))
+    fiscal = {**auth("fiscal", InstitutionFactory(kind="fiscal", region="440000").code), "Idempotency-Key": unique("c")}
+    on = (today() + timedelta(days=1)).isoformat() if on == "tomorrow" else on
+    problem = assert_problem(client.post(f"/v1/programs/{program.code}/fund-contributions",
+                                         json={"amount": "100.00", "on": on}, headers=fiscal), 422)
+    assert problem["errors"][0]["field"] == "on" and message in problem["errors"][0]["message"]
+
+
+def test_every_money_moving_post_requires_an_idempotency_key_in_openapi(client, engine):
+    spec = client.get("/openapi.json").get_json()
+    for path in ("/v1/loans", "/v1/loans/batch", "/v1/loans/{loan_id}/repayments", "/v1/loans/{loan_id}/fees",
+                 "/v1/programs/{code}/fund-contributions"):
+        post = spec["paths"][path]["post"]
+        [header] = [p for p in post["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["required"] is True and "400" in post["responses"], path
+    [tag] = [t for t in spec["tags"] if t["name"] == "borrowers"]
+    assert "reads and changes only the records its bank posted" in tag["description"]
+    assert {"as_of", "bank"} <= set(spec["components"]["schemas"]["BorrowerIn"]["properties"])
+    assert "borrower_facts_as_of" in spec["components"]["schemas"]["LoanDetailOut"]["properties"]

@@ -79,7 +79,7 @@ def test_a_changed_entry_field_breaks_the_chain(fresh_engine, assignment):
 def _two_loans():
     bank = InstitutionFactory()
     program = ProgramFactory().code
-    return [make_loan(bank.id, BorrowerFactory().facts.credit_code, program) for _ in range(2)]
+    return [make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, program) for _ in range(2)]
 
 
 @pytest.mark.parametrize("assignment", [

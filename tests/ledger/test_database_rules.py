@@ -122,7 +122,7 @@ def _disbursed_loan():
     """A loan (principal 100.00) and the accounts and entry of its disbursement."""
     from ledger.loans import outstanding_fen
     bank = InstitutionFactory()
-    loan_id = make_loan(bank.id, BorrowerFactory().facts.credit_code, ProgramFactory().code,
+    loan_id = make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, ProgramFactory().code,
                         principal="100.00", insured_amount="100.00")
     with bound_engine().connect() as conn:
         entry_id = conn.execute(text("SELECT id FROM entries WHERE loan_id = :l AND kind = 'loan_disbursed'"),

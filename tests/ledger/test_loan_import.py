@@ -33,7 +33,7 @@ def to_csv(loans: list[dict]) -> list[str]:
 def setup(engine):
     bank = InstitutionFactory(kind="bank")
     program = ProgramFactory()
-    borrowers = [BorrowerFactory().facts.credit_code for _ in range(3)]
+    borrowers = [BorrowerFactory(bank_id=bank.id).facts.credit_code for _ in range(3)]
     return bank, program, borrowers
 
 

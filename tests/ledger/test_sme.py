@@ -118,10 +118,20 @@ def test_data_file_matches_the_2011_standard(industry):
         assert entry[tier] == {JSON_KEY[v]: bound for v, bound in expected.items()}, tier
 
 
+def loaded_bounds(threshold) -> dict[str, int]:
+    """A loaded tier back in DOMAIN.md's terms: X persons, Y and Z in 万元."""
+    employees, revenue_fen, assets_fen = threshold.bounds()
+    found = {"X": employees, "Y": None if revenue_fen is None else revenue_fen // FEN_PER_WAN,
+             "Z": None if assets_fen is None else assets_fen // FEN_PER_WAN}
+    return {variable: bound for variable, bound in found.items() if bound is not None}
+
+
 @pytest.mark.parametrize("industry", sorted(DOMAIN_TABLE))
-def test_data_file_matches_domain_md(industry):
+def test_the_standard_in_force_matches_domain_md(industry):
+    """DOMAIN.md §2's rows against what classify uses (the loaded reference data, in fen)."""
     medium, small, large = DOMAIN_TABLE[industry]
-    assert EXPECTED_2011[industry] == (large, medium, small)
+    row = standard_in_force(ON).row(industry)
+    assert (loaded_bounds(row.large), loaded_bounds(row.medium), loaded_bounds(row.small)) == (large, medium, small)
 
 
 def test_loaded_standard_is_in_fen():
@@ -275,10 +285,47 @@ def test_classify_defaults_to_today():
     assert classify("other", 10, 0, 0).standard == "MIIT-2011-300"
 
 
-def test_classification_is_frozen():
-    result = classify("other", 10, 0, 0, on=ON)
-    with pytest.raises(AttributeError):
-        result.size_class = "large"
+def test_a_loan_freezes_the_class_of_its_start_date(engine, tmp_path, monkeypatch):
+    """DOMAIN.md §2: a loan freezes its borrower's class at the loan's date. The class is decided
+    by the standard in force on the start date, from the facts in force then; later facts and
+    later standards do not rewrite it."""
+    from sqlalchemy import select
+
+    from ledger.journal import SYSTEM
+    from ledger.loans import create_loans
+    from ledger.parties import BorrowerFacts, upsert_borrower
+    from ledger.schema import loans
+    from tests.factories import InstitutionFactory, ProgramFactory, loan_body, tx
+
+    shutil.copy(DATA_FILE, tmp_path / DATA_FILE.name)
+
+    def revise(document):  # a revision from 2025-05-01 under which 5 employees is "small"
+        document["code"], document["effective_from"] = "TEST-2025", "2025-05-01"
+        next(e for e in document["industries"] if e["industry"] == "other")["small"] = {"employees_min": 5}
+
+    write_standard(tmp_path, "sme_test_2025.json", revise)
+    standards = read_standards(tmp_path)
+    monkeypatch.setattr(sme, "load_standards", lambda: standards)
+    bank, program = InstitutionFactory(kind="bank"), ProgramFactory()
+    firm = BorrowerFacts("91440106MA5CXX0N1P", "Five Hands", "440106", "other", 5, 0, 0, True)
+    tx(lambda conn: upsert_borrower(conn, bank.id, firm, as_of=date(2024, 1, 1)))
+
+    def lend(start: str) -> int:
+        body = loan_body(firm.credit_code, program.code, start_date=start, maturity_date="2026-12-31")
+        return tx(lambda conn: create_loans(conn, bank.id, [body], SYSTEM, prefix=""))[0]
+
+    def frozen(loan_id: int) -> tuple:
+        return tuple(tx(lambda conn: conn.execute(select(loans.c.borrower_size_class, loans.c.borrower_sme,
+                                                         loans.c.size_standard).where(loans.c.id == loan_id)).one()))
+
+    before, after = lend("2025-04-30"), lend("2025-05-01")
+    assert frozen(before) == ("micro", True, "MIIT-2011-300")
+    assert frozen(after) == ("small", True, "TEST-2025")
+    grown = BorrowerFacts(firm.credit_code, "Five Hands", "440106", "other", 400, 0, 0, True)
+    tx(lambda conn: upsert_borrower(conn, bank.id, grown, as_of=date(2025, 6, 1)))
+    assert frozen(before) == ("micro", True, "MIIT-2011-300") and frozen(after) == ("small", True, "TEST-2025")
+    assert frozen(lend("2025-06-01")) == ("large", False, "TEST-2025")
+    assert frozen(lend("2025-05-31")) == ("small", True, "TEST-2025")  # backdated: the facts of its day
 
 
 # --- refusals --------------------------------------------------------------------------------
