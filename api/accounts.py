@@ -6,7 +6,7 @@ from marshmallow import Schema, fields
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read
-from api.fields import Money
+from api.fields import Day, Money, RequestSchema, Text
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import reads
@@ -30,11 +30,12 @@ class AccountOut(Schema):
 
 
 class AccountQuery(PageArgs):
-    owner = fields.String(metadata={"description": "institution code, borrower credit code or programme code"})
+    owner = Text(60, metadata={"description": "institution code, borrower credit code or "
+                                              "programme code"})
 
 
-class BalanceQuery(Schema):
-    as_of = fields.Date(metadata={"description": "effective date (inclusive); default: all"})
+class BalanceQuery(RequestSchema):
+    as_of = Day(metadata={"description": "effective date (inclusive); default: all"})
 
 
 class BalanceOut(Schema):

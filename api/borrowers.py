@@ -1,11 +1,11 @@
 """`/v1/borrowers`: enterprises, their facts and their SME class."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
-from api.fields import Money, Region
+from api.fields import Boolean, Choice, CreditCode, Integer, Money, Region, RequestSchema, Text
 from api.idempotency import write
 from ledger import parties
 from ledger.sme import INDUSTRIES
@@ -14,17 +14,16 @@ blp = Blueprint("borrowers", __name__, url_prefix="/v1/borrowers",
                 description="Borrowers (enterprises) and their SME classification")
 
 
-class BorrowerIn(Schema):
-    credit_code = fields.String(required=True, metadata={"example": "91350100M000100Y43",
-                                                         "description": "unified social credit code (GB 32100-2015)"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+class BorrowerIn(RequestSchema):
+    credit_code = CreditCode(required=True)
+    name = Text(200, required=True)
     region = Region(required=True)
-    industry = fields.String(required=True, validate=validate.OneOf(INDUSTRIES))
-    employees = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10_000_000))
+    industry = Choice(INDUSTRIES, required=True)
+    employees = Integer(low=0, high=parties.MAX_EMPLOYEES, required=True)
     revenue = Money(required=True, metadata={"description": "operating revenue, yuan"})
     total_assets = Money(required=True, metadata={"description": "total assets, yuan"})
-    private = fields.Boolean(required=True, truthy={True}, falsy={False},
-                             metadata={"description": "not state-controlled"})
+    private = Boolean(required=True, metadata={"description": "privately owned (not "
+                                                              "state-controlled): true or false"})
 
 
 class BorrowerOut(Schema):

@@ -1,12 +1,12 @@
 """`/v1/institutions`: the parties that lend, insure, guarantee, pool, subsidise and audit."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read, tx
-from api.fields import Region
+from api.fields import Choice, Code, Region, RequestSchema, Text
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from ledger import institutions as domain
@@ -17,11 +17,10 @@ blp = Blueprint("institutions", __name__, url_prefix="/v1/institutions",
                 description="Banks, insurers, guarantee firms, pools, fiscal bureaus, auditors")
 
 
-class InstitutionIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(1, 40),
-                         metadata={"example": "ICBC-GZ"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    kind = fields.String(required=True, validate=validate.OneOf(INSTITUTION_KINDS))
+class InstitutionIn(RequestSchema):
+    code = Code(40, required=True, metadata={"example": "ICBC-GZ"})
+    name = Text(200, required=True)
+    kind = Choice(INSTITUTION_KINDS, required=True)
     region = Region(required=True)
 
 
@@ -34,7 +33,7 @@ class InstitutionOut(Schema):
 
 
 class InstitutionQuery(PageArgs):
-    kind = fields.String(validate=validate.OneOf(INSTITUTION_KINDS))
+    kind = Choice(INSTITUTION_KINDS)
     region = Region(metadata={"description": "a province or city includes what is under it"})
 
 

@@ -1,42 +1,53 @@
-"""`/v1/programs`: risk-sharing programmes, their versioned terms and their fund."""
+"""`/v1/programs`: risk-sharing programmes, their versioned terms and their fund.
+
+`terms` is read by `ledger.terms.TermsIn` in full (coverage, parties, share tiers, caps, subsidy
+rules and their caps and eligibility), and shown back by the same schema in its canonical form,
+so the OpenAPI document describes every field a client sends and receives.
+"""
 from flask import abort
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, actor, may_see_region, principal, require
 from api.db import read, tx
-from api.fields import Money, Region
+from api.fields import Code, Day, Money, Object, Region, RequestSchema, Text
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from ledger import programs
-from ledger.terms import terms_to_dict
+from ledger.programs import CODE_MAX
+from ledger.terms import TermsIn
 
 blp = Blueprint("programs", __name__, url_prefix="/v1/programs",
                 description="Risk-sharing programmes, their versioned terms, and the compensation fund")
 
 
-class ProgramIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(1, 60), metadata={"example": "gz-ip-2023"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+def _effective_to() -> Day:
+    return Day(allow_none=True, load_default=None,
+               metadata={"description": "inclusive; null: until a later version starts"})
+
+
+class ProgramIn(RequestSchema):
+    code = Code(CODE_MAX, required=True, metadata={"example": "gz-ip-2023"})
+    name = Text(200, required=True)
     region = Region(required=True)
-    effective_from = fields.Date(required=True)
-    effective_to = fields.Date(allow_none=True, load_default=None)
-    terms = fields.Dict(required=True, metadata={"description": "terms as in API.md: loss_base, "
-                        "trigger_overdue_days, coverage, parties, subsidies (validated in full)"})
+    effective_from = Day(required=True)
+    effective_to = _effective_to()
+    terms = Object(TermsIn, required=True)
 
 
-class VersionIn(Schema):
-    effective_from = fields.Date(required=True)
-    effective_to = fields.Date(allow_none=True, load_default=None)
-    terms = fields.Dict(required=True)
+class VersionIn(RequestSchema):
+    effective_from = Day(required=True)
+    effective_to = _effective_to()
+    terms = Object(TermsIn, required=True)
 
 
 class VersionOut(Schema):
     version = fields.Integer()
     effective_from = fields.Date()
     effective_to = fields.Date(allow_none=True)
-    terms = fields.Dict()
+    terms = fields.Nested(TermsIn, metadata={"description": "canonical: every key present, "
+                                                            "absent values null"})
 
 
 class ProgramOut(Schema):
@@ -49,9 +60,9 @@ class ProgramOut(Schema):
     versions = fields.List(fields.Nested(VersionOut))
 
 
-class ContributionIn(Schema):
+class ContributionIn(RequestSchema):
     amount = Money(required=True, allow_zero=False)
-    on = fields.Date(required=True)
+    on = Day(required=True)
 
 
 class ContributionOut(Schema):
@@ -79,13 +90,13 @@ class FundOut(Schema):
     movements = fields.List(fields.Nested(MovementOut))
 
 
-class FundQuery(Schema):
-    as_of = fields.Date()
+class FundQuery(RequestSchema):
+    as_of = Day(metadata={"description": "effective date (inclusive); default: all"})
 
 
 def render(program: programs.Program) -> dict:
     versions = [{"version": v.version, "effective_from": v.effective_from, "effective_to": v.effective_to,
-                 "terms": terms_to_dict(v.terms)} for v in program.versions]
+                 "terms": v.terms} for v in program.versions]
     return {"id": program.id, "code": program.code, "name": program.name, "region": program.region,
             "effective_from": program.versions[0].effective_from,
             "effective_to": program.versions[-1].effective_to, "versions": versions}

@@ -85,6 +85,7 @@ from ledger.journal import SYSTEM, ensure_accounts  # noqa: E402
 from ledger.keys import create_key  # noqa: E402
 from ledger.parties import BorrowerFacts, upsert_borrower  # noqa: E402
 from ledger.programs import create_program  # noqa: E402
+from ledger.terms import parse_terms  # noqa: E402
 from ledger.schema import (accounts, api_keys, entries, idempotency_keys, loans,  # noqa: E402
                            pledges, postings)
 
@@ -182,7 +183,7 @@ def setup_world(engine) -> World:
         create_institution(conn, "GZ-POOL", "Guangzhou IP risk pool", "pool", REGION_CITY)
         create_institution(conn, "GZ-TREASURY", "Guangzhou treasury", "treasury", REGION_CITY)
         program = create_program(conn, PROGRAM_CODE, "Guangzhou IP pledge financing", REGION_CITY,
-                                 date(2023, 1, 1), None, PROGRAM_TERMS, SYSTEM)
+                                 date(2023, 1, 1), None, parse_terms(PROGRAM_TERMS, None), SYSTEM)
         made = []
         for i in range(BORROWER_COUNT):
             facts = BorrowerFacts(credit_code(i), f"Bench Borrower {i}", REGION_BORROWER,

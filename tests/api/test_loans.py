@@ -86,15 +86,15 @@ def test_bad_patent_check_character_is_422(client, book):
     good = body["pledges"][0]["number"]
     body["pledges"][0]["number"] = good[:-1] + ("0" if good[-1] != "0" else "1")
     problem = assert_problem(book.post(client, body=body), 422)
-    assert problem["errors"][0]["field"] == "pledges.0.number"
+    assert problem["errors"][0]["field"] == "pledges[0].number"
     assert "check character" in problem["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("pledge, field", [
-    ({"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.nice_class"),
-    ({"kind": "trademark", "number": "123", "nice_class": 46, "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.nice_class"),
-    ({"kind": "design", "number": "1", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.kind"),
-    ({"kind": "patent", "number": "ZL201710601862.3", "registration_no": "T"}, "pledges.0.registered_on"),
+    ({"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
+    ({"kind": "trademark", "number": "123", "nice_class": 46, "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
+    ({"kind": "design", "number": "1", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].kind"),
+    ({"kind": "patent", "number": "ZL201710601862.3", "registration_no": "T"}, "pledges[0].registered_on"),
 ])
 def test_pledge_rules(client, book, pledge, field):
     problem = assert_problem(book.post(client, pledges=[pledge]), 422)
@@ -245,16 +245,16 @@ def test_batch_is_all_or_nothing_with_per_item_errors(client, book):
     bad = book.body(maturity_date="2024-01-01")
     response = client.post("/v1/loans/batch", json={"loans": good + [bad]}, headers=book.headers)
     problem = assert_problem(response, 422)
-    assert [e["field"] for e in problem["errors"]] == ["loans.3.maturity_date"]
+    assert [e["field"] for e in problem["errors"]] == ["loans[3].maturity_date"]
     mine = {l["contract_no"] for l in client.get("/v1/loans?limit=1000", headers=book.headers).get_json()["items"]}
     assert not mine & {b["contract_no"] for b in good}
     created = client.post("/v1/loans/batch", json={"loans": good}, headers=book.headers)
     assert created.status_code == 201
     assert [i["contract_no"] for i in created.get_json()["loans"]] == [b["contract_no"] for b in good]
     duplicate = client.post("/v1/loans/batch", json={"loans": [good[0], book.body()]}, headers=book.headers)
-    assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans.0.contract_no"
+    assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans[0].contract_no"
     twice = client.post("/v1/loans/batch", json={"loans": [bad | {"maturity_date": "2026-01-01"}] * 2}, headers=book.headers)
-    assert assert_problem(twice, 422)["errors"][0]["field"] == "loans.1.contract_no"
+    assert assert_problem(twice, 422)["errors"][0]["field"] == "loans[1].contract_no"
 
 
 def test_batch_size_limit(client, book):
