@@ -50,7 +50,7 @@ class BalanceOut(Schema):
 @blp.route("")
 class Accounts(MethodView):
     @csv_list()
-    @blp.arguments(AccountQuery, location="query")
+    @blp.arguments(AccountQuery(), location="query")
     @blp.response(200, page_schema(AccountOut, "AccountPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -61,7 +61,7 @@ class Accounts(MethodView):
 
 
 @blp.route("/<id:account_id>/balance")
-@blp.arguments(BalanceQuery, location="query")
+@blp.arguments(BalanceQuery(), location="query")
 @blp.response(200, BalanceOut)
 @require(*ANY_ROLE)
 def balance(args, account_id):

@@ -50,7 +50,7 @@ def render(borrower: parties.Borrower) -> dict:
 class Borrowers(MethodView):
     @require("bank", "admin")
     @write("optional")
-    @blp.arguments(BorrowerIn)
+    @blp.arguments(BorrowerIn())
     @blp.response(201, BorrowerOut, description="Created")
     @blp.alt_response(200, schema=BorrowerOut, description="An existing borrower's facts updated")
     def post(self, data):

@@ -40,7 +40,7 @@ class InstitutionQuery(PageArgs):
 @blp.route("")
 class Institutions(MethodView):
     @csv_list()
-    @blp.arguments(InstitutionQuery, location="query")
+    @blp.arguments(InstitutionQuery(), location="query")
     @blp.response(200, page_schema(InstitutionOut, "InstitutionPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -52,7 +52,7 @@ class Institutions(MethodView):
 
     @require("admin")
     @write("optional")
-    @blp.arguments(InstitutionIn)
+    @blp.arguments(InstitutionIn())
     @blp.response(201, InstitutionOut)
     def post(self, data):
         created = domain.create_institution(tx(), **data)

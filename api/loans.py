@@ -132,7 +132,7 @@ def _condition():
 @blp.route("")
 class Loans(MethodView):
     @csv_list(loan_rows)
-    @blp.arguments(LoanQuery, location="query")
+    @blp.arguments(LoanQuery(), location="query")
     @blp.response(200, page_schema(LoanOut, "LoanPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -144,7 +144,7 @@ class Loans(MethodView):
 
     @require("bank")
     @write("required")
-    @blp.arguments(loans.LoanIn)
+    @blp.arguments(loans.LOAN_IN)
     @blp.response(201, LoanDetailOut)
     def post(self, draft):
         [loan_id] = loans.create_loans(tx(), principal().institution_id, [draft], actor(), prefix="")
@@ -155,7 +155,7 @@ class Loans(MethodView):
 @blp.route("/batch", methods=["POST"])
 @require("bank")
 @write("optional")
-@blp.arguments(loans.LoanBatchIn)
+@blp.arguments(loans.LOAN_BATCH_IN)
 @blp.response(201, BatchOut)
 def post_batch(batch):
     drafts = batch["loans"]
@@ -175,7 +175,7 @@ def get_loan(loan_id):
 @blp.route("/<id:loan_id>/repayments", methods=["POST"])
 @require("bank")
 @write("required")
-@blp.arguments(RepaymentIn)
+@blp.arguments(RepaymentIn())
 @blp.response(201, RepaymentOut)
 def repay(data, loan_id):
     return loans.record_repayment(tx(), loan_id, principal().institution_id, data["paid_on"],
@@ -185,7 +185,7 @@ def repay(data, loan_id):
 @blp.route("/<id:loan_id>/fees", methods=["POST"])
 @require("bank")
 @write("required")
-@blp.arguments(FeeIn)
+@blp.arguments(FeeIn())
 @blp.response(201, FeeOut)
 def pay_fee(data, loan_id):
     return loans.record_fee(tx(), loan_id, principal().institution_id, data["kind"], data["amount"],

@@ -110,7 +110,7 @@ def _check_fiscal_region(region: str):
 
 @blp.route("")
 class Programs(MethodView):
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(PageArgs(), location="query")
     @blp.response(200, page_schema(ProgramOut, "ProgramPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -120,7 +120,7 @@ class Programs(MethodView):
 
     @require("admin", "fiscal")
     @write("optional")
-    @blp.arguments(ProgramIn)
+    @blp.arguments(ProgramIn())
     @blp.response(201, ProgramOut)
     def post(self, data):
         _check_fiscal_region(data["region"])
@@ -142,7 +142,7 @@ def get_program(code):
 @blp.route("/<code>/versions", methods=["POST"])
 @require("admin", "fiscal")
 @write("optional")
-@blp.arguments(VersionIn)
+@blp.arguments(VersionIn())
 @blp.response(201, ProgramOut)
 def add_version(data, code):
     _check_fiscal_region(programs.get_program(tx(), code).region)
@@ -153,7 +153,7 @@ def add_version(data, code):
 @blp.route("/<code>/fund-contributions", methods=["POST"])
 @require("fiscal", "pool")
 @write("optional")
-@blp.arguments(ContributionIn)
+@blp.arguments(ContributionIn())
 @blp.response(201, ContributionOut)
 def contribute(data, code):
     program = programs.get_program(tx(), code)
@@ -166,7 +166,7 @@ def contribute(data, code):
 
 
 @blp.route("/<code>/fund")
-@blp.arguments(FundQuery, location="query")
+@blp.arguments(FundQuery(), location="query")
 @blp.response(200, FundOut)
 @require("fiscal", "pool", "auditor", "admin")
 def fund(args, code):

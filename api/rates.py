@@ -42,7 +42,7 @@ class Rates(MethodView):
 
     @require("admin", "fiscal")
     @write("optional")
-    @blp.arguments(RateIn)
+    @blp.arguments(RateIn())
     @blp.response(201, RateOut, description="Recorded")
     @blp.alt_response(200, schema=RateOut, description="Already recorded with this value")
     def post(self, data, name):

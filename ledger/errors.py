@@ -55,10 +55,14 @@ def flatten_messages(messages: object, prefix: Path = ()) -> list[FieldError]:
     -> `[FieldError("terms.parties[1].caps.per_claim", "...")]` under `prefix`, in order.
 
     An error on an object as a whole (marshmallow's `_schema` key) is reported on the object.
+    List items come in their order (marshmallow adds an item's cross-field errors after every
+    item's field errors); an object's fields in the schema's order.
     """
     if isinstance(messages, Mapping):
         out: list[FieldError] = []
-        for key, value in messages.items():
+        in_order = sorted(messages.items(), key=lambda item: (
+            not isinstance(item[0], int), item[0] if isinstance(item[0], int) else 0))
+        for key, value in in_order:
             part = () if key == SCHEMA_KEY else (key if isinstance(key, int) else str(key),)
             out.extend(flatten_messages(value, prefix + part))
         return out

@@ -131,7 +131,8 @@ class LoanBatchIn(RequestSchema):
                                              "errors name the item (loans[17].principal)"})
 
 
-LOANS = LoanIn(many=True)
+# One instance of each, reused (the HTTP API parses with these very objects).
+LOAN_IN, LOAN_BATCH_IN, LOANS = LoanIn(), LoanBatchIn(), LoanIn(many=True)
 
 
 def parse_loans(raw_items: object, prefix: str = "loans") -> list[LoanDraft]:

@@ -96,7 +96,8 @@ class PledgeIn(RequestSchema):
                        "(check character verified; stored with ZL); trademark: 1-8 digits"})
     nice_class = Integer(low=NICE_CLASS_MIN, high=NICE_CLASS_MAX, allow_none=True,
                          load_default=None,
-                         error_messages={"invalid": NICE_CLASS_MESSAGE, "null": NICE_CLASS_MESSAGE},
+                         error_messages={"invalid": NICE_CLASS_MESSAGE, "null": NICE_CLASS_MESSAGE,
+                                         "range": NICE_CLASS_MESSAGE},
                          metadata={"description": "trademarks only (required for them): the "
                                                   "Nice class 1-45"})
     registration_no = Text(60, required=True, metadata={"example": "Y2025440000123"})

@@ -547,6 +547,30 @@ def test_two_pays_first():
     assert field == "terms.parties[1].pays_first" and "party 0" in message
 
 
+def test_rules_across_parties_also_read_a_party_with_other_errors():
+    """One round trip: the duplicate and second payer are reported beside the broken share."""
+    raw = with_parties(flat("PICC-GZ", "insurer", "0.2", pays_first=True),
+                       flat("PICC-GZ", "insurer", "abc", pays_first=True),
+                       flat("GZ-POOL", "pool", "0.1"))
+    assert errors_of(raw).keys() == {"terms.parties[1].share", "terms.parties[1].institution",
+                                     "terms.parties[1].pays_first"}
+
+
+def test_shares_of_the_parties_that_loaded_are_summed_beside_other_errors():
+    raw = with_parties(flat("PICC-GZ", "insurer", "0.6"), flat("GZ-POOL", "pool", "0.6"),
+                       flat("GZ-GUAR", "guarantor", "0.1", caps={"per_clam": "1"}))
+    errors = errors_of(raw)
+    assert errors.keys() == {"terms.parties", "terms.parties[2].caps.per_clam"}
+    assert "sum to 1.2" in errors["terms.parties"]
+
+
+def test_references_are_checked_once_the_form_is_right():
+    raw = with_parties(flat("NOBODY", "insurer", "0.2"), flat("GZ-POOL", "pool", "1.5"))
+    assert errors_of(raw).keys() == {"terms.parties[1].share"}
+    raw["parties"][1]["share"] = "0.5"
+    assert only_error(raw) == ("terms.parties[0].institution", "unknown institution NOBODY")
+
+
 def test_fund_balance_is_for_pools_only():
     raw = example()
     raw["parties"][0]["caps"]["fund_balance"] = True
