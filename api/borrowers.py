@@ -23,7 +23,7 @@ class BorrowerIn(RequestSchema):
     revenue = Money(required=True, metadata={"description": "operating revenue, yuan"})
     total_assets = Money(required=True, metadata={"description": "total assets, yuan"})
     private = Boolean(required=True, metadata={"description": "privately owned (not "
-                                                              "state-controlled): true or false"})
+                                                              "state-controlled)"})
 
 
 class BorrowerOut(Schema):

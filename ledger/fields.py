@@ -190,6 +190,10 @@ class Boolean(EdgeField, fields.Boolean):
 
     default_error_messages = {"invalid": "must be true or false"}
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**_with_metadata(kwargs, description="JSON true or false only (not 1, "
+                                                              "0 or a string)."))
+
     def _deserialize(self, value, attr, data, **kwargs) -> bool:
         # Identity, not membership: 1 == True and hash(1) == hash(True), so `1 in {True}`.
         if value is True or value is False:
@@ -202,13 +206,14 @@ class Integer(EdgeField, fields.Integer):
     [low, high] when given."""
 
     default_error_messages = {"invalid": "must be an integer", "null": "must be an integer"}
+    description = "A JSON integer (not a float such as 9.0, not a string)."
 
     def __init__(self, *, low: int | None = None, high: int | None = None, **kwargs: Any):
         bounds = {key: value for key, value in (("minimum", low), ("maximum", high))
                   if value is not None}
         _with_messages(kwargs, range=f"must be within [{'' if low is None else low}, "
                                      f"{'' if high is None else high}]")
-        super().__init__(**_with_metadata(kwargs, **bounds))
+        super().__init__(**_with_metadata(kwargs, **bounds, description=self.description))
         self.low, self.high = low, high
 
     def _deserialize(self, value, attr, data, **kwargs) -> int:
@@ -227,6 +232,8 @@ class Integer(EdgeField, fields.Integer):
 class QueryInteger(Integer):
     """An integer in a query string (`?limit=50`): ASCII digits only, no sign, no spaces (int()
     would accept "٥٠", " 50" and "5_0")."""
+
+    description = "ASCII digits only."
 
     def _deserialize(self, value, attr, data, **kwargs) -> int:
         if not isinstance(value, str) or QUERY_INTEGER_RE.fullmatch(value) is None:
@@ -359,7 +366,8 @@ class Objects(EdgeField, fields.Nested):
         loaded, errors = [], {}
         for index, item in enumerate(value):
             try:
-                loaded.append(self.schema.load(item, many=False, partial=partial))
+                loaded.append(self.schema.load(item, many=False, partial=partial,
+                                               unknown=self.unknown))
             except ValidationError as error:
                 errors[index] = error.messages
                 loaded.append(error.valid_data)

@@ -95,10 +95,19 @@ def test_bad_patent_check_character_is_422(client, book):
     ({"kind": "trademark", "number": "123", "nice_class": 46, "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
     ({"kind": "design", "number": "1", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].kind"),
     ({"kind": "patent", "number": "ZL201710601862.3", "registration_no": "T"}, "pledges[0].registered_on"),
+    ({"kind": "patent", "number": "ZL201710601862.3", "nice_class": 9, "registration_no": "T",
+      "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
 ])
 def test_pledge_rules(client, book, pledge, field):
     problem = assert_problem(book.post(client, pledges=[pledge]), 422)
     assert field in [e["field"] for e in problem["errors"]]
+
+
+def test_a_trademark_without_a_class_says_it_is_required(client, book):
+    pledge = {"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}
+    problem = assert_problem(book.post(client, pledges=[pledge]), 422)
+    assert problem["errors"] == [{"field": "pledges[0].nice_class",
+                                  "message": "is required for a trademark: must be an integer Nice class 1 to 45"}]
 
 
 def test_same_registration_twice_is_422(client, book):

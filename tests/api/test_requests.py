@@ -306,6 +306,13 @@ def test_loose_query_days_are_refused(client, world, value):
         assert [e["field"] for e in problem["errors"]] == ["query.as_of"]
 
 
+@pytest.mark.parametrize("month", ["2025-6", "2025-06\n", "２０２５-06", "2025-13", 202506])
+def test_loose_months_are_refused(client, engine, month):
+    response = client.post("/v1/reference-rates/LPR1Y", json={"month": month, "rate": "0.03"},
+                           headers=auth("fiscal"))
+    assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["month"]
+
+
 def test_private_zero_and_one_are_not_booleans(client, engine):
     """The defect of issue 6: `private: 0`, `1`, `0.0`, `1.0` were read as false and true."""
     bank = auth("bank")

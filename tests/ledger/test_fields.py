@@ -71,6 +71,11 @@ def test_day_is_exactly_yyyy_mm_dd_in_ascii(value):
     assert refused(edge.Day(), value)
 
 
+def test_day_is_read_from_text_only():
+    # parse_date also passes a date object through (for Python callers); a request has none.
+    assert load(edge.Day(), date(2025, 3, 1))[1] == ["must be a date written YYYY-MM-DD"]
+
+
 def test_day_reads_a_real_day_and_writes_it_back():
     assert load(edge.Day(), "2024-02-29") == (date(2024, 2, 29), None)
     assert edge.Day()._serialize(date(2024, 2, 29), None, None) == "2024-02-29"
