@@ -1,9 +1,13 @@
 """Field types of the API's edge: how one JSON value (or query-string value, or CSV cell) is read
 into a domain value, and how the OpenAPI document describes it.
 
-Every request schema (ledger.requests, the schemas of api/) is built from these, so no request
-field is read by marshmallow's lenient defaults, and the HTTP API, the batch endpoint and the CSV
-import read a value identically.
+Every request schema is built from these and from `RequestSchema`, so no request field is read
+by marshmallow's lenient defaults, and the HTTP API, the batch endpoint and the CSV import read a
+value identically. The schemas live next to the values they build, `<Value>In` in the domain
+module that owns the value (ledger.terms.TermsIn and its parts, ledger.loans.LoanIn and
+LoanBatchIn, ledger.pledges.PledgeIn); the other bodies and queries are in their api/ module.
+`load(schema, raw, prefix)` reads JSON held by a caller (the CSV import, stored terms) into one
+`Invalid` listing every error with its path.
 
 Guarantees
 - Strict JSON types: a bool is never an integer (`true` is not 1), a number is never a bool
@@ -17,6 +21,9 @@ Guarantees
   and the `pattern`, `format`, `example`, `description`, `minimum`... set in its metadata.
 - `Objects` checks a list's length before reading any item, so an oversized batch is refused
   in one message, without parsing (and reporting on) ten thousand items.
+- Cheap on large batches: `EdgeField.deserialize` and `RequestSchema._deserialize` skip the
+  parts of marshmallow's per-value and per-field machinery these schemas never use (tests
+  check the latter against marshmallow's own loop); one schema instance serves every request.
 """
 from __future__ import annotations
 

@@ -424,7 +424,7 @@ def party_problems(party: Mapping[str, Any]) -> list[Problem]:
     """One party: a share unless tiers give it, tiers in order, a fund only for a pool."""
     problems: list[Problem] = []
     tiers = party.get("share_tiers")
-    if party.get("share", 0) is None and "share_tiers" in party and not tiers:
+    if "share" in party and party["share"] is None and "share_tiers" in party and not tiers:
         problems.append((("share",), "required (a decimal string such as \"0.30\") unless "
                                      "share_tiers are given"))
     if tiers:
