@@ -20,6 +20,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# Benchmarks on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to point elsewhere).
+# Benchmarks on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to point elsewhere), each beside
+# a raw-SQL baseline of the same writes; `bench/loans_profile.py` shows where a loan post's time goes.
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/journal.py
+	$(VENV)/bin/python bench/loans_single.py
+	$(VENV)/bin/python bench/loans_batch.py
+	$(VENV)/bin/python bench/loans_server.py

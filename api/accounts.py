@@ -6,7 +6,7 @@ from marshmallow import Schema, fields
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read
-from api.fields import Money
+from api.fields import Day, Money, RequestSchema, Text
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import reads
@@ -30,11 +30,12 @@ class AccountOut(Schema):
 
 
 class AccountQuery(PageArgs):
-    owner = fields.String(metadata={"description": "institution code, borrower credit code or programme code"})
+    owner = Text(60, metadata={"description": "institution code, borrower credit code or "
+                                              "programme code"})
 
 
-class BalanceQuery(Schema):
-    as_of = fields.Date(metadata={"description": "effective date (inclusive); default: all"})
+class BalanceQuery(RequestSchema):
+    as_of = Day(metadata={"description": "effective date (inclusive); default: all"})
 
 
 class BalanceOut(Schema):
@@ -49,7 +50,7 @@ class BalanceOut(Schema):
 @blp.route("")
 class Accounts(MethodView):
     @csv_list()
-    @blp.arguments(AccountQuery, location="query")
+    @blp.arguments(AccountQuery(), location="query")
     @blp.response(200, page_schema(AccountOut, "AccountPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -60,7 +61,7 @@ class Accounts(MethodView):
 
 
 @blp.route("/<id:account_id>/balance")
-@blp.arguments(BalanceQuery, location="query")
+@blp.arguments(BalanceQuery(), location="query")
 @blp.response(200, BalanceOut)
 @require(*ANY_ROLE)
 def balance(args, account_id):

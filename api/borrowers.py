@@ -1,11 +1,11 @@
 """`/v1/borrowers`: each bank's customer file of enterprises, their dated facts and SME class."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
-from api.fields import Day, Money, Region
+from api.fields import Boolean, Choice, CreditCode, Day, Integer, Money, Region, RequestSchema, Text, Code
 from api.idempotency import write
 from api.scope import read_scope
 from ledger import parties
@@ -24,23 +24,22 @@ blp = Blueprint("borrowers", __name__, url_prefix="/v1/borrowers",
                 description="Borrowers (enterprises) in each bank's customer file, and their SME class. " + FILE_RULE)
 
 
-class BorrowerIn(Schema):
-    credit_code = fields.String(required=True, metadata={"example": "91350100M000100Y43",
-                                                         "description": "unified social credit code (GB 32100-2015)"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+class BorrowerIn(RequestSchema):
+    credit_code = CreditCode(required=True)
+    name = Text(200, required=True)
     region = Region(required=True)
-    industry = fields.String(required=True, validate=validate.OneOf(INDUSTRIES))
-    employees = fields.Integer(required=True, strict=True, validate=validate.Range(0, 10_000_000))
+    industry = Choice(INDUSTRIES, required=True)
+    employees = Integer(low=0, high=parties.MAX_EMPLOYEES, required=True)
     revenue = Money(required=True, metadata={"description": "operating revenue, yuan"})
     total_assets = Money(required=True, metadata={"description": "total assets, yuan"})
-    private = fields.Boolean(required=True, truthy={True}, falsy={False},
-                             metadata={"description": "not state-controlled"})
+    private = Boolean(required=True, metadata={"description": "privately owned (not "
+                                                              "state-controlled)"})
     as_of = Day(metadata={"description": "the day these facts are stated for (e.g. the balance sheet's "
                                          "date); default today, never in the future. A loan freezes the "
                                          "version in force on its start date."})
-    bank = fields.String(metadata={"description": "admin keys only (required for them): the code of the "
-                                                  "bank whose file this record is in. Bank keys post to "
-                                                  "their own file and must not send it."})
+    bank = Code(metadata={"description": "admin keys only (required for them): the code of the "
+                                         "bank whose file this record is in. Bank keys post to "
+                                         "their own file and must not send it."})
 
 
 class BorrowerOut(Schema):
@@ -60,8 +59,8 @@ class BorrowerOut(Schema):
     size_standard = fields.String(metadata={"example": "MIIT-2011-300"})
 
 
-class BorrowerQuery(Schema):
-    bank = fields.String(metadata={"description": "the bank whose record to show, for readers that see "
+class BorrowerQuery(RequestSchema):
+    bank = Code(metadata={"description": "the bank whose record to show, for readers that see "
                                                   "several banks' records of the code (fiscal, auditor, "
                                                   "party and admin keys); required when there are several"})
 
@@ -87,7 +86,7 @@ def _file_of(data: dict) -> int:
 class Borrowers(MethodView):
     @require("bank", "admin")
     @write("optional")
-    @blp.arguments(BorrowerIn)
+    @blp.arguments(BorrowerIn())
     @blp.response(201, BorrowerOut, description="Created in the bank's customer file")
     @blp.alt_response(200, schema=BorrowerOut, description="Facts recorded on the bank's existing record; "
                       "the body is the record as it stands (its current facts are those of the latest as_of)")

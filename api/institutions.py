@@ -1,12 +1,12 @@
 """`/v1/institutions`: the parties that lend, insure, guarantee, pool, subsidise and audit."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read, tx
-from api.fields import Region
+from api.fields import Choice, Code, Region, RequestSchema, Text
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from ledger import institutions as domain
@@ -17,11 +17,10 @@ blp = Blueprint("institutions", __name__, url_prefix="/v1/institutions",
                 description="Banks, insurers, guarantee firms, pools, fiscal bureaus, auditors")
 
 
-class InstitutionIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(1, 40),
-                         metadata={"example": "ICBC-GZ"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
-    kind = fields.String(required=True, validate=validate.OneOf(INSTITUTION_KINDS))
+class InstitutionIn(RequestSchema):
+    code = Code(40, required=True, metadata={"example": "ICBC-GZ"})
+    name = Text(200, required=True)
+    kind = Choice(INSTITUTION_KINDS, required=True)
     region = Region(required=True)
 
 
@@ -34,14 +33,14 @@ class InstitutionOut(Schema):
 
 
 class InstitutionQuery(PageArgs):
-    kind = fields.String(validate=validate.OneOf(INSTITUTION_KINDS))
+    kind = Choice(INSTITUTION_KINDS)
     region = Region(metadata={"description": "a province or city includes what is under it"})
 
 
 @blp.route("")
 class Institutions(MethodView):
     @csv_list()
-    @blp.arguments(InstitutionQuery, location="query")
+    @blp.arguments(InstitutionQuery(), location="query")
     @blp.response(200, page_schema(InstitutionOut, "InstitutionPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -53,7 +52,7 @@ class Institutions(MethodView):
 
     @require("admin")
     @write("optional")
-    @blp.arguments(InstitutionIn)
+    @blp.arguments(InstitutionIn())
     @blp.response(201, InstitutionOut)
     def post(self, data):
         created = domain.create_institution(tx(), **data)

@@ -107,7 +107,7 @@ class VerifyOut(Schema):
 
 @blp.route("/journal")
 @csv_list(postings_rows)
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 @blp.response(200, page_schema(EntryOut, "JournalPage"))
 @require(*ANY_ROLE)
 def journal(args):

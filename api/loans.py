@@ -1,22 +1,22 @@
 """`/v1/loans`: banks post loans (one or a batch), repayments and fees; readers see loans.
 
-Loan bodies are parsed by `ledger.loans` itself (one parser shared with the CSV import), so
-the schemas below document the contract in the OpenAPI document without parsing twice.
+Loan bodies are read by the schemas of `ledger.loans` (`LoanIn`, `LoanBatchIn`), the same ones
+the CSV import reads with: flask-smorest parses each request with them and generates the
+OpenAPI request body from them, so the document is the parser.
 """
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, actor, principal, require
 from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
-from api.fields import Day, Money, Ratio, Region, UtcTimestamp
+from api.fields import Choice, Day, Money, Region, RequestSchema, Text, UtcTimestamp
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import loans
-from ledger.errors import Invalid
+from ledger.accounts import FEE_KINDS
 from ledger.identifiers import region_prefix
 from ledger.schema import LOAN_STATUSES
 
@@ -30,42 +30,6 @@ blp = Blueprint("loans", __name__, url_prefix="/v1/loans",
                             "take the outstanding principal of any day below zero; status is "
                             "closed exactly when the outstanding principal is zero, and closed_on "
                             "is the day from which it stays zero.")
-
-
-
-
-def json_body():
-    body = request.get_json(silent=True)
-    if body is None:
-        raise Invalid.field("body", "send a JSON object (Content-Type: application/json)")
-    return body
-
-
-class PledgeIn(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(("patent", "trademark")))
-    number = fields.String(required=True, metadata={"example": "ZL201710601862.3"})
-    nice_class = fields.Integer(metadata={"description": "trademarks only: Nice class 1-45"})
-    registration_no = fields.String(required=True, metadata={"example": "Y2025440000123"})
-    registered_on = fields.Date(required=True)
-    appraised_value = Money()
-
-
-class LoanIn(Schema):
-    contract_no = fields.String(required=True, metadata={"example": "ICBC-GZ-2025-0042"})
-    borrower = fields.String(required=True, metadata={"description": "credit code", "example": "91440300708461136T"})
-    program = fields.String(required=True, metadata={"example": "gz-ip-2023"})
-    principal = Money(required=True)
-    annual_rate = Ratio(required=True, metadata={"example": "0.0345"})
-    start_date = fields.Date(required=True)
-    maturity_date = fields.Date(required=True)
-    ip_share = Ratio(metadata={"example": "0.8"})
-    insured_amount = Money()
-    pledges = fields.List(fields.Nested(PledgeIn), required=True)
-
-
-class LoanBatchIn(Schema):
-    loans = fields.List(fields.Nested(LoanIn), required=True,
-                        metadata={"description": f"1 to {loans.MAX_BATCH} loans, all or nothing"})
 
 
 class PledgeOut(Schema):
@@ -136,12 +100,13 @@ class BatchOut(Schema):
 
 
 class LoanQuery(PageArgs):
-    status = fields.String(validate=validate.OneOf(LOAN_STATUSES))
-    program = fields.String()
-    region = Region()
+    status = Choice(LOAN_STATUSES)
+    program = Text(60, metadata={"description": "programme code"})
+    region = Region(metadata={"description": "the borrower's region; a province or city "
+                                             "includes what is under it"})
 
 
-class RepaymentIn(Schema):
+class RepaymentIn(RequestSchema):
     paid_on = Day(required=True)
     principal = Money(required=True)
     interest = Money(required=True)
@@ -157,8 +122,8 @@ class RepaymentOut(Schema):
     status = fields.String()
 
 
-class FeeIn(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(("premium", "guarantee_fee", "appraisal_fee")))
+class FeeIn(RequestSchema):
+    kind = Choice(FEE_KINDS, required=True)
     amount = Money(required=True, allow_zero=False)
     paid_on = Day(required=True)
 
@@ -178,7 +143,7 @@ def _condition():
 @blp.route("")
 class Loans(MethodView):
     @csv_list(loan_rows)
-    @blp.arguments(LoanQuery, location="query")
+    @blp.arguments(LoanQuery(), location="query")
     @blp.response(200, page_schema(LoanOut, "LoanPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -190,10 +155,10 @@ class Loans(MethodView):
 
     @require("bank")
     @write("required")
-    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": LoanIn}}})
+    @blp.arguments(loans.LOAN_IN)
     @blp.response(201, LoanDetailOut)
-    def post(self):
-        [loan_id] = loans.create_loans(tx(), principal().institution_id, [json_body()], actor(), prefix="")
+    def post(self, draft):
+        [loan_id] = loans.create_loans(tx(), principal().institution_id, [draft], actor(), prefix="")
         created = loans.get_loan(tx(), loan_id, _condition())
         return created, 201, {"Location": f"/v1/loans/{loan_id}"}
 
@@ -201,14 +166,12 @@ class Loans(MethodView):
 @blp.route("/batch", methods=["POST"])
 @require("bank")
 @write("required")
-@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": LoanBatchIn}}})
+@blp.arguments(loans.LOAN_BATCH_IN)
 @blp.response(201, BatchOut)
-def post_batch():
-    body = json_body()
-    if not isinstance(body, dict) or set(body) != {"loans"}:
-        raise Invalid.field("loans", "send {\"loans\": [...]}")
-    ids = loans.create_loans(tx(), principal().institution_id, body["loans"], actor())
-    items = [{"id": loan_id, "contract_no": raw["contract_no"]} for loan_id, raw in zip(ids, body["loans"])]
+def post_batch(batch):
+    drafts = batch["loans"]
+    ids = loans.create_loans(tx(), principal().institution_id, drafts, actor())
+    items = [{"id": loan_id, "contract_no": draft.contract_no} for loan_id, draft in zip(ids, drafts)]
     return {"count": len(ids), "loans": items}, 201
 
 
@@ -223,7 +186,7 @@ def get_loan(loan_id):
 @blp.route("/<id:loan_id>/repayments", methods=["POST"])
 @require("bank")
 @write("required")
-@blp.arguments(RepaymentIn)
+@blp.arguments(RepaymentIn())
 @blp.response(201, RepaymentOut)
 def repay(data, loan_id):
     return loans.record_repayment(tx(), loan_id, principal().institution_id, data["paid_on"],
@@ -233,7 +196,7 @@ def repay(data, loan_id):
 @blp.route("/<id:loan_id>/fees", methods=["POST"])
 @require("bank")
 @write("required")
-@blp.arguments(FeeIn)
+@blp.arguments(FeeIn())
 @blp.response(201, FeeOut)
 def pay_fee(data, loan_id):
     return loans.record_fee(tx(), loan_id, principal().institution_id, data["kind"], data["amount"],

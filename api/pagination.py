@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import base64
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
+
+from api.fields import QueryInteger, RequestSchema, Text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -26,15 +28,21 @@ def decode_cursor(cursor: str | None) -> int:
         raise ValidationError("not a cursor returned by this API") from None
 
 
-class Cursor(fields.String):
+class Cursor(Text):
+    """The `next` of a page: an opaque string this API wrote, read back into the last id."""
+
+    def __init__(self, **kwargs):
+        super().__init__(100, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         return decode_cursor(super()._deserialize(value, attr, data, **kwargs))
 
 
-class PageArgs(Schema):
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    after = Cursor(load_default=0, metadata={"description": "the `next` cursor of the previous page"})
+class PageArgs(RequestSchema):
+    limit = QueryInteger(low=1, high=MAX_LIMIT, load_default=DEFAULT_LIMIT)
+    # A callable default: the document shows none (the first page is asked without a cursor).
+    after = Cursor(load_default=lambda: 0,
+                   metadata={"description": "the `next` cursor of the previous page"})
 
 
 def page(items: list, limit: int, id_of=lambda item: item["id"]) -> dict:

@@ -13,7 +13,8 @@ from flask import Response, g
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
-from ledger.errors import Conflict, DomainError, Invalid, NotFound
+from ledger.errors import SCHEMA_KEY, Conflict, DomainError, Invalid, NotFound
+from ledger.errors import flatten_messages as ledger_flatten
 
 log = logging.getLogger("ipledger.api")
 PROBLEM_JSON = "application/problem+json"
@@ -22,7 +23,11 @@ DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError,
 
 
 class FieldErrorSchema(Schema):
-    field = fields.String(metadata={"example": "pledges.0.number"})
+    field = fields.String(metadata={
+        "example": "pledges[0].number",
+        "description": "the path from the body's top: names joined by dots, list positions in "
+                       "brackets (terms.parties[1].caps.per_claim, loans[17].pledges[0].number); "
+                       "query-string fields start with query. (query.limit); body: the whole body"})
     message = fields.String(metadata={"example": "check character should be '3', got '4'"})
 
 
@@ -76,29 +81,19 @@ def from_http_exception(error: HTTPException) -> Response:
                    None, headers=headers)
 
 
-def flatten_messages(messages, prefix: str = "") -> list[dict]:
-    """webargs/marshmallow nested messages -> [{field, message}] with dotted paths.
+def flatten_messages(messages) -> list[dict]:
+    """webargs/marshmallow nested messages -> [{field, message}] with paths in the one form of
+    `ledger.errors` (`loans[17].pledges[0].number`).
 
-    The request location (`json`, `query`) is dropped for the body and kept for the others,
-    so a bank sees `pledges.0.number` rather than `json.pledges.0.number`.
+    The request location webargs adds is dropped for the body (`json`) and kept for the others,
+    so a bank sees `pledges[0].number` for a body field and `query.limit` for a query one.
     """
-    out: list[dict] = []
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            if not prefix and key == "json":
-                out.extend(flatten_messages(value, ""))
-                continue
-            name = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(flatten_messages(value, name))
-    elif isinstance(messages, (list, tuple)):
-        if all(isinstance(m, str) for m in messages):
-            out.extend({"field": prefix or "body", "message": m} for m in messages)
-        else:
-            for item in messages:
-                out.extend(flatten_messages(item, prefix))
-    else:
-        out.append({"field": prefix or "body", "message": str(messages)})
-    return out
+    if isinstance(messages, dict) and "json" in messages:
+        body = messages["json"]
+        messages = {**{key: value for key, value in messages.items() if key != "json"},
+                    **(body if isinstance(body, dict) else {SCHEMA_KEY: body})}
+    return [{"field": error.field, "message": error.message}
+            for error in ledger_flatten(messages)]
 
 
 def unexpected(error: Exception) -> Response:

@@ -1,42 +1,53 @@
-"""`/v1/programs`: risk-sharing programmes, their versioned terms and their fund."""
+"""`/v1/programs`: risk-sharing programmes, their versioned terms and their fund.
+
+`terms` is read by `ledger.terms.TermsIn` in full (coverage, parties, share tiers, caps, subsidy
+rules and their caps and eligibility), and shown back by the same schema in its canonical form,
+so the OpenAPI document describes every field a client sends and receives.
+"""
 from flask import abort
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, actor, may_see_region, principal, require
 from api.db import read, tx
-from api.fields import Day, Money, Region
+from api.fields import Code, Day, Money, Object, Region, RequestSchema, Text
 from api.idempotency import write
 from api.pagination import PageArgs, page, page_schema
 from ledger import programs
-from ledger.terms import terms_to_dict
+from ledger.programs import CODE_MAX
+from ledger.terms import TermsIn
 
 blp = Blueprint("programs", __name__, url_prefix="/v1/programs",
                 description="Risk-sharing programmes, their versioned terms, and the compensation fund")
 
 
-class ProgramIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(1, 60), metadata={"example": "gz-ip-2023"})
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+def _effective_to() -> Day:
+    return Day(allow_none=True, load_default=None,
+               metadata={"description": "inclusive; null: until a later version starts"})
+
+
+class ProgramIn(RequestSchema):
+    code = Code(CODE_MAX, required=True, metadata={"example": "gz-ip-2023"})
+    name = Text(200, required=True)
     region = Region(required=True)
-    effective_from = fields.Date(required=True)
-    effective_to = fields.Date(allow_none=True, load_default=None)
-    terms = fields.Dict(required=True, metadata={"description": "terms as in API.md: loss_base, "
-                        "trigger_overdue_days, coverage, parties, subsidies (validated in full)"})
+    effective_from = Day(required=True)
+    effective_to = _effective_to()
+    terms = Object(TermsIn, required=True)
 
 
-class VersionIn(Schema):
-    effective_from = fields.Date(required=True)
-    effective_to = fields.Date(allow_none=True, load_default=None)
-    terms = fields.Dict(required=True)
+class VersionIn(RequestSchema):
+    effective_from = Day(required=True)
+    effective_to = _effective_to()
+    terms = Object(TermsIn, required=True)
 
 
 class VersionOut(Schema):
     version = fields.Integer()
     effective_from = fields.Date()
     effective_to = fields.Date(allow_none=True)
-    terms = fields.Dict()
+    terms = fields.Nested(TermsIn, metadata={"description": "canonical: every key present, "
+                                                            "absent values null"})
 
 
 class ProgramOut(Schema):
@@ -49,7 +60,7 @@ class ProgramOut(Schema):
     versions = fields.List(fields.Nested(VersionOut))
 
 
-class ContributionIn(Schema):
+class ContributionIn(RequestSchema):
     amount = Money(required=True, allow_zero=False)
     on = Day(required=True, metadata={"description": "not in the future, nor before the programme's "
                                                      "first version starts"})
@@ -80,13 +91,13 @@ class FundOut(Schema):
     movements = fields.List(fields.Nested(MovementOut))
 
 
-class FundQuery(Schema):
-    as_of = fields.Date()
+class FundQuery(RequestSchema):
+    as_of = Day(metadata={"description": "effective date (inclusive); default: all"})
 
 
 def render(program: programs.Program) -> dict:
     versions = [{"version": v.version, "effective_from": v.effective_from, "effective_to": v.effective_to,
-                 "terms": terms_to_dict(v.terms)} for v in program.versions]
+                 "terms": v.terms} for v in program.versions]
     return {"id": program.id, "code": program.code, "name": program.name, "region": program.region,
             "effective_from": program.versions[0].effective_from,
             "effective_to": program.versions[-1].effective_to, "versions": versions}
@@ -100,7 +111,7 @@ def _check_fiscal_region(region: str):
 
 @blp.route("")
 class Programs(MethodView):
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(PageArgs(), location="query")
     @blp.response(200, page_schema(ProgramOut, "ProgramPage"))
     @require(*ANY_ROLE)
     def get(self, args):
@@ -110,7 +121,7 @@ class Programs(MethodView):
 
     @require("admin", "fiscal")
     @write("optional")
-    @blp.arguments(ProgramIn)
+    @blp.arguments(ProgramIn())
     @blp.response(201, ProgramOut)
     def post(self, data):
         _check_fiscal_region(data["region"])
@@ -132,7 +143,7 @@ def get_program(code):
 @blp.route("/<code>/versions", methods=["POST"])
 @require("admin", "fiscal")
 @write("optional")
-@blp.arguments(VersionIn)
+@blp.arguments(VersionIn())
 @blp.response(201, ProgramOut)
 def add_version(data, code):
     _check_fiscal_region(programs.get_program(tx(), code).region)
@@ -143,7 +154,7 @@ def add_version(data, code):
 @blp.route("/<code>/fund-contributions", methods=["POST"])
 @require("fiscal", "pool")
 @write("required")
-@blp.arguments(ContributionIn)
+@blp.arguments(ContributionIn())
 @blp.response(201, ContributionOut)
 def contribute(data, code):
     program = programs.get_program(tx(), code)
@@ -156,7 +167,7 @@ def contribute(data, code):
 
 
 @blp.route("/<code>/fund")
-@blp.arguments(FundQuery, location="query")
+@blp.arguments(FundQuery(), location="query")
 @blp.response(200, FundOut)
 @require("fiscal", "pool", "auditor", "admin")
 def fund(args, code):

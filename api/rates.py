@@ -5,7 +5,7 @@ from marshmallow import Schema, fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
-from api.fields import Ratio
+from api.fields import Month, Ratio, RequestSchema
 from api.idempotency import write
 from ledger import rates
 
@@ -13,10 +13,10 @@ blp = Blueprint("reference-rates", __name__, url_prefix="/v1/reference-rates",
                 description="Reference rates (one-year LPR, LPR1Y) by month")
 
 
-class RateIn(Schema):
-    month = fields.String(required=True, metadata={"example": "2025-06"})
-    rate = fields.String(required=True, metadata={"example": "0.0300",
-                                                  "description": "a decimal: 0.0300 is 3.00% a year"})
+class RateIn(RequestSchema):
+    month = Month(required=True)
+    rate = Ratio(required=True, max_places=rates.RATE_PLACES, high=rates.MAX_RATE,
+                 metadata={"example": "0.0300", "description": "a decimal: 0.0300 is 3.00% a year"})
 
 
 class RateOut(Schema):
@@ -42,7 +42,7 @@ class Rates(MethodView):
 
     @require("admin", "fiscal")
     @write("optional")
-    @blp.arguments(RateIn)
+    @blp.arguments(RateIn())
     @blp.response(201, RateOut, description="Recorded")
     @blp.alt_response(200, schema=RateOut, description="Already recorded with this value")
     def post(self, data, name):

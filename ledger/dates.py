@@ -34,7 +34,7 @@ def parse_date(value: object, field: str = "date") -> date:
     match = _DATE_RE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise Invalid.field(field, "must be a date written YYYY-MM-DD")
-    year, month, day = (int(part) for part in match.groups())
+    year, month, day = map(int, match.groups())
     if not MIN_YEAR <= year <= MAX_YEAR:
         raise Invalid.field(field, f"year must be from {MIN_YEAR} to {MAX_YEAR}")
     try:

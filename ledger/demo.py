@@ -56,6 +56,7 @@ from ledger.journal import SYSTEM
 from ledger.money import format_yuan
 from ledger.parties import BorrowerFacts, upsert_borrower
 from ledger.sme import INDUSTRIES, classify, standard_in_force
+from ledger.terms import parse_terms
 
 Progress = Callable[[str, int, int], None]
 
@@ -692,8 +693,10 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     # 2. programmes, the Guangdong scheme's 2024 version
     def make_programs(conn):
         for code, name, region, effective_from, terms in PROGRAMS:
-            programs.create_program(conn, code, name, region, effective_from, None, terms(), SYSTEM)
-        programs.add_version(conn, GD_PROGRAM, VERSION_2_FROM, None, _gd_terms_v2(), SYSTEM)
+            programs.create_program(conn, code, name, region, effective_from, None,
+                                    parse_terms(terms(), None), SYSTEM)
+        programs.add_version(conn, GD_PROGRAM, VERSION_2_FROM, None, parse_terms(_gd_terms_v2(), None),
+                             SYSTEM)
 
     run_in_transaction(engine, make_programs)
     report("programmes", 3, 3)
@@ -755,7 +758,7 @@ def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, rep
             for first in range(0, len(indexes), LOAN_BATCH):
                 chunk = indexes[first:first + LOAN_BATCH]
                 made = run_in_transaction(engine, lambda conn, chunk=chunk, bank=bank: loan_domain.create_loans(
-                    conn, ids[bank], [loans_in[i].body for i in chunk], SYSTEM))
+                    conn, ids[bank], loan_domain.parse_loans([loans_in[i].body for i in chunk]), SYSTEM))
                 loan_ids.update(zip(chunk, made, strict=True))
                 done += len(chunk)
                 counts["loans"] += len(chunk)

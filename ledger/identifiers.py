@@ -132,7 +132,7 @@ def normalize_trademark(
     """Return `(number, nice_class)` canonical, or raise `Invalid` listing every bad field.
 
     Fields are reported as `<field_prefix>number` and `<field_prefix>nice_class`, so a caller
-    validating `pledges[3]` passes `field_prefix="pledges.3."`.
+    validating `pledges[3]` passes `field_prefix="pledges[3]."`.
     """
     errors = []
     number_field = f"{field_prefix}number"

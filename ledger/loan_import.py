@@ -5,8 +5,11 @@ on each row of the same loan, and rows of one loan share its `contract_no` (they
 anywhere in the file; the first row of a loan fixes its loan columns, and later rows must
 agree). Empty cells are absent values.
 
-Guarantees: the whole file is imported or nothing is (one transaction); every error names its
-line and column; each chunk of rows is one `create_loans` batch (bulk inserts).
+Guarantees: the rows become API-shaped loan dicts that are read by the batch endpoint's own
+schema (`ledger.loans.LoanIn`), so a value means the same in a file and in a request; the whole
+file is imported or nothing is (one transaction); every error names its line and column (the
+schema's every error in the file at once, then the references); each chunk of loans is one
+`create_loans` batch (bulk inserts).
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from typing import Callable, Iterable
 from sqlalchemy import Engine
 
 from ledger.db import run_in_transaction
-from ledger.errors import DomainError, FieldError, Invalid
+from ledger.errors import DomainError, FieldError, Invalid, path_parts
 from ledger.institutions import get_institution
 from ledger.journal import SYSTEM, Actor
-from ledger.loans import MAX_BATCH, create_loans
+from ledger.loans import MAX_BATCH, create_loans, parse_loans
 
 LOAN_COLUMNS = ("contract_no", "borrower", "program", "principal", "annual_rate", "start_date",
                 "maturity_date", "ip_share", "insured_amount")
@@ -79,26 +82,38 @@ def read_loans(text: Iterable[str]) -> list[CsvLoan]:
 def _pledge(values: dict, line: int, errors: list[FieldError]) -> dict:
     pledge = {api: values[column] for column, api in PLEDGE_COLUMNS.items() if values.get(column)}
     if "nice_class" in pledge:
-        if pledge["nice_class"].isdigit():
+        # A cell is text; the schema reads JSON, where a class is an integer. Only ASCII digits
+        # become one (int() would also take " 9", "+9" and "٩").
+        if pledge["nice_class"].isascii() and pledge["nice_class"].isdigit():
             pledge["nice_class"] = int(pledge["nice_class"])
         else:
             errors.append(FieldError(f"line {line}: nice_class", "must be a whole number 1-45"))
     return pledge
 
 
-def locate(error: FieldError, chunk: list[CsvLoan], offset: int) -> FieldError:
-    """`loans.3.pledges.1.number` -> `line 57: pledge_number` (the file's own words)."""
-    parts = error.field.split(".")
-    if len(parts) < 3 or parts[0] != "loans" or not parts[1].isdigit():
+COLUMN_OF_PLEDGE_FIELD = {api: column for column, api in PLEDGE_COLUMNS.items()}
+
+
+def locate(error: FieldError, loans: list[CsvLoan]) -> FieldError:
+    """`loans[3].pledges[1].number` -> `line 57: pledge_number` (the file's own words)."""
+    parts = path_parts(error.field)
+    if len(parts) < 3 or parts[0] != "loans" or not isinstance(parts[1], int):
         return error
-    loan = chunk[int(parts[1]) - offset] if 0 <= int(parts[1]) - offset < len(chunk) else None
-    if loan is None:
+    if not 0 <= parts[1] < len(loans):
         return error
-    if parts[2] == "pledges" and len(parts) >= 4 and parts[3].isdigit():
-        line = loan.lines[1 + int(parts[3])] if 1 + int(parts[3]) < len(loan.lines) else loan.lines[0]
-        column = {v: k for k, v in PLEDGE_COLUMNS.items()}.get(parts[4] if len(parts) > 4 else "", "pledges")
+    loan = loans[parts[1]]
+    if parts[2] == "pledges" and len(parts) >= 4 and isinstance(parts[3], int):
+        line = loan.lines[1 + parts[3]] if 1 + parts[3] < len(loan.lines) else loan.lines[0]
+        column = COLUMN_OF_PLEDGE_FIELD.get(parts[4] if len(parts) > 4 else "", "pledges")
         return FieldError(f"line {line}: {column}", error.message)
     return FieldError(f"line {loan.lines[0]}: {parts[2]}", error.message)
+
+
+def _located(error: DomainError, loans: list[CsvLoan]) -> DomainError:
+    error.errors = [locate(e, loans) for e in error.errors]
+    if error.errors:
+        error.detail = "; ".join(f"{e.field}: {e.message}" for e in error.errors[:3])
+    return error
 
 
 def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Actor = SYSTEM,
@@ -107,21 +122,24 @@ def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Act
     csv_loans = read_loans(text)
     if not csv_loans:
         raise Invalid.field("file", "has no loan rows")
+    try:
+        drafts = parse_loans([loan.raw for loan in csv_loans])
+    except Invalid as error:
+        raise _located(error, csv_loans) from None
 
     def work(conn):
         bank = get_institution(conn, bank_code)
         if bank.kind != "bank":
             raise Invalid.field("bank", f"{bank_code} is a {bank.kind}, not a bank")
-        for start in range(0, len(csv_loans), CHUNK):
-            chunk = csv_loans[start:start + CHUNK]
+        for start in range(0, len(drafts), CHUNK):
+            chunk = drafts[start:start + CHUNK]
             try:
-                create_loans(conn, bank.id, [loan.raw for loan in chunk], actor)
-            except DomainError as error:
-                error.errors = [locate(e, chunk, 0) for e in error.errors]
-                raise
+                create_loans(conn, bank.id, chunk, actor)
+            except DomainError as error:  # paths within the chunk: locate in the chunk's rows
+                raise _located(error, csv_loans[start:start + CHUNK]) from None
             if progress:
                 progress(len(chunk))
-        return len(csv_loans)
+        return len(drafts)
     assert CHUNK <= MAX_BATCH
     count = run_in_transaction(engine, work)
     if count >= ANALYZE_AFTER and engine.dialect.name == "postgresql":

@@ -1,6 +1,11 @@
 """Loans: IP pledge loans, their repayments and fees, each money event one journal entry.
 
 Guarantees
+- One path reads loans: the request schema `LoanIn` (with `ledger.pledges.PledgeIn`) reads a loan
+  of `POST /v1/loans`, each item of `POST /v1/loans/batch` (`LoanBatchIn`) and each loan of a CSV
+  file (`parse_loans`) into a `LoanDraft`; the HTTP API parses and documents with the same
+  schema objects. Every error of every item is reported at once, with its path
+  (`loans[17].pledges[0].number`; `pledges[0].number` for a single loan).
 - One path creates loans: `create_loans` takes a batch (a single post is a batch of one, the CSV
   import and the batch API are batches of up to 10,000) and is all-or-nothing: every item is
   validated, every error is reported with its field path, and nothing is written if any fails.
@@ -30,10 +35,13 @@ Guarantees
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
+from marshmallow import ValidationError, post_load, validates_schema
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -42,23 +50,23 @@ from ledger.bulk import insert_many
 from ledger.db import utcnow
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
-from ledger.errors import Conflict, FieldError, Invalid, NotFound
-from ledger.identifiers import normalize_credit_code
+from ledger.errors import (Conflict, FieldError, Invalid, NotFound, Path, messages_at, path_text,
+                           raise_if_any)
+from ledger.fields import CreditCode, Day, Money, Objects, Ratio, RequestSchema, Text, load
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
 from ledger.money import check_fen, format_yuan
 from ledger.parties import Borrower, FactsVersion, borrowers_by_code, facts_in_force
-from ledger.pledges import Pledge, parse_pledges, pledge_type
+from ledger.pledges import MAX_PLEDGES_PER_LOAN, Pledge, PledgeIn, duplicate_problems, pledge_type
 from ledger.programs import load_programs, program_errors_for_loan
 from ledger.schema import (accounts, borrower_facts, borrowers, entries, institutions, loans, pledges,
                            postings, program_versions, programs)
 from ledger.sme import classify
-from ledger.validation import MISSING, Fields, raise_if_any
 
-LOAN_FIELDS = ("contract_no", "borrower", "program", "principal", "annual_rate", "start_date",
-               "maturity_date", "ip_share", "insured_amount", "pledges")
 MAX_BATCH = 10_000
 MAX_ANNUAL_RATE = Decimal("1")
+BATCH_COUNT_MESSAGE = f"must list 1 to {MAX_BATCH} loans"
+PLEDGE_COUNT_MESSAGE = f"must list 1 to {MAX_PLEDGES_PER_LOAN} pledged registrations"
 
 
 @dataclass(frozen=True)
@@ -77,55 +85,93 @@ class LoanDraft:
     pledges: tuple[Pledge, ...]
 
 
-# --- parsing ----------------------------------------------------------------------------------
+# --- reading a request ------------------------------------------------------------------------
+# LoanIn reads one loan (POST /v1/loans, each item of the batch, each loan of a CSV file);
+# LoanBatchIn reads the batch body. The HTTP API parses and documents with these schemas.
 
-def parse_loan(raw: object, prefix: str, errors: list[FieldError]) -> LoanDraft | None:
-    before = len(errors)
-    f = Fields(raw, prefix, errors, LOAN_FIELDS)
-    contract_no = f.text("contract_no", 60)
-    borrower_code = _credit_code(f)
-    program_code = f.text("program", 60)
-    principal = f.money("principal", allow_zero=False)
-    rate = f.ratio("annual_rate", high=MAX_ANNUAL_RATE)
-    start, maturity = f.day("start_date"), f.day("maturity_date")
-    if start and maturity and maturity <= start:
-        f.add("maturity_date", "must be after start_date")
-    ip_share = f.ratio("ip_share", required=False, high=Decimal(1))
-    insured = f.money("insured_amount", required=False)
-    pledge_list = parse_pledges(f.raw.get("pledges"), f.path("pledges"), errors) if f.raw else []
-    if len(errors) > before:
-        return None
-    return LoanDraft(contract_no, borrower_code, program_code, principal, rate, start, maturity,
-                     ip_share, insured, tuple(pledge_list))
+def loan_problems(loan: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Rules across a loan's fields that loaded: maturity after start; each registration
+    pledged once (once every pledge loaded)."""
+    problems: list[tuple[Path, str]] = []
+    start, maturity = loan.get("start_date"), loan.get("maturity_date")
+    if start is not None and maturity is not None and maturity <= start:
+        problems.append((("maturity_date",), "must be after start_date"))
+    items = loan.get("pledges")
+    if items and all(isinstance(item, Pledge) for item in items):
+        problems += duplicate_problems(items)
+    return problems
 
 
-def _credit_code(f: Fields) -> str | None:
-    raw = f.get("borrower")
-    if raw is MISSING:
-        return None
-    if not isinstance(raw, str):
-        f.add("borrower", "must be the borrower's unified social credit code")
-        return None
-    code = f.run("borrower", normalize_credit_code, raw, "borrower")
-    return None if code is MISSING else code
+class LoanIn(RequestSchema):
+    """One loan as a bank posts it (API.md "Loans"), read into a `LoanDraft`."""
+
+    contract_no = Text(60, required=True, metadata={
+        "example": "ICBC-GZ-2025-0042", "description": "the bank's contract number, unique per "
+                                                       "bank"})
+    borrower = CreditCode(attribute="borrower_code", required=True, metadata={
+        "description": "the borrower's unified social credit code (POST /v1/borrowers first)"})
+    program = Text(60, attribute="program_code", required=True, metadata={
+        "example": "gz-ip-2023", "description": "programme code; in force on start_date and "
+                                                "covering the borrower's region"})
+    principal = Money(attribute="principal_fen", required=True, allow_zero=False)
+    annual_rate = Ratio(high=MAX_ANNUAL_RATE, required=True, metadata={
+        "example": "0.0345", "description": "a decimal: 0.0345 is 3.45% a year"})
+    start_date = Day(required=True, metadata={"description": "the disbursement day; not after "
+                                                             "today (business time zone)"})
+    maturity_date = Day(required=True, metadata={"example": "2026-02-28",
+                                                 "description": "after start_date"})
+    ip_share = Ratio(high=Decimal(1), allow_none=True, load_default=None, metadata={
+        "example": "0.8", "description": "the IP part of the collateral, 0-1"})
+    insured_amount = Money(attribute="insured_amount_fen", allow_none=True, load_default=None)
+    pledges = Objects(PledgeIn, min_items=1, max_items=MAX_PLEDGES_PER_LOAN, required=True,
+                      error_messages={"too_few": PLEDGE_COUNT_MESSAGE,
+                                      "too_many": PLEDGE_COUNT_MESSAGE})
+
+    @validates_schema(skip_on_field_errors=False)
+    def _rules(self, values: dict, **kwargs: Any) -> None:
+        problems = loan_problems(values)
+        if problems:
+            raise ValidationError(messages_at(problems))
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> LoanDraft:
+        return LoanDraft(**{**values, "pledges": tuple(values["pledges"])})
 
 
-def parse_batch(raw_items: object, prefix: str = "loans") -> list[LoanDraft]:
-    errors: list[FieldError] = []
-    if not isinstance(raw_items, list) or not 1 <= len(raw_items) <= MAX_BATCH:
-        raise Invalid.field(prefix or "loans", f"must list 1 to {MAX_BATCH} loans")
-    drafts = [parse_loan(item, f"{prefix}.{i}" if prefix else "", errors)
-              for i, item in enumerate(raw_items)]
-    raise_if_any(errors)
-    return drafts
+class LoanBatchIn(RequestSchema):
+    """`POST /v1/loans/batch`: 1 to 10,000 loans, all or nothing."""
+
+    loans = Objects(LoanIn, min_items=1, max_items=MAX_BATCH, required=True,
+                    error_messages={"too_few": BATCH_COUNT_MESSAGE,
+                                    "too_many": BATCH_COUNT_MESSAGE},
+                    metadata={"description": f"1 to {MAX_BATCH:,} loans, all or nothing; "
+                                             "errors name the item (loans[17].principal)"})
+
+
+# One instance of each, reused (the HTTP API parses with these very objects).
+LOAN_IN, LOAN_BATCH_IN, LOANS = LoanIn(), LoanBatchIn(), LoanIn(many=True)
+
+
+def parse_loans(raw_items: object, prefix: str = "loans") -> list[LoanDraft]:
+    """API-shaped loan dicts -> drafts through `LoanIn`, as the batch endpoint reads them (the
+    CSV import, the demo); ONE `Invalid` lists every error (`loans[3].pledges[0].number`)."""
+    return load(LOANS, raw_items, (prefix,) if prefix else ())
+
+
+def _where(prefix: str, index: int, name: str | None = None) -> str:
+    """The path of item `index`'s field: `loans[3].start_date`, or `start_date` for a single
+    loan (no prefix); without `name`, the item's own path (`loans[3]`, or "")."""
+    parts = ((prefix, index) if prefix else ()) + ((name,) if name else ())
+    return path_text(parts) if parts else ""
 
 
 # --- creating ---------------------------------------------------------------------------------
 
-def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
+def create_loans(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], actor: Actor,
                  prefix: str = "loans", today: date | None = None) -> list[int]:
-    """Validate and create every loan of the batch, with pledges and disbursement entries."""
-    drafts = parse_batch(raw_items, prefix)
+    """Check and create every loan of the batch (read by `LoanIn`), with pledges and
+    disbursement entries. Errors name `{prefix}[i].field`, or `field` with no prefix."""
+    assert drafts and all(isinstance(draft, LoanDraft) for draft in drafts)
     _check_started(drafts, prefix, today or business_today())
     records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
     # Key-share: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
@@ -148,7 +194,7 @@ def create_loans(conn: Connection, bank_id: int, raw_items: list, actor: Actor,
 
 def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
     """A loan is posted when it is disbursed: a start date after today is a mistake."""
-    raise_if_any([FieldError(f"{prefix}.{i}.start_date" if prefix else "start_date", "cannot be in the future")
+    raise_if_any([FieldError(_where(prefix, i, "start_date"), "cannot be in the future")
                   for i, draft in enumerate(drafts) if draft.start_date > today])
 
 
@@ -159,11 +205,11 @@ def _bind(conn, drafts, records, programs_found, prefix):
     frozen = iter(facts_in_force(conn, found))
     bindings = []
     for i, draft in enumerate(drafts):
-        where = f"{prefix}.{i}" if prefix else ""
+        where = _where(prefix, i)
         borrower = records.get(draft.borrower_code)
         facts = next(frozen) if borrower is not None else None
         if borrower is None:
-            errors.append(FieldError(f"{where}.borrower" if where else "borrower",
+            errors.append(FieldError(_where(prefix, i, "borrower"),
                                      f"borrower {draft.borrower_code} is not registered by this bank; "
                                      "POST /v1/borrowers first"))
         version, program_errors = program_errors_for_loan(
@@ -176,7 +222,7 @@ def _bind(conn, drafts, records, programs_found, prefix):
                 size = classify(facts.facts.industry, facts.facts.employees, facts.facts.revenue_fen,
                                 facts.facts.total_assets_fen, on=draft.start_date)
             except Invalid as error:
-                errors.append(FieldError(f"{where}.start_date" if where else "start_date", error.detail))
+                errors.append(FieldError(_where(prefix, i, "start_date"), error.detail))
         program = programs_found.get(draft.program_code)
         bindings.append((borrower, facts, program, version, size))
     raise_if_any(errors)
@@ -186,7 +232,7 @@ def _bind(conn, drafts, records, programs_found, prefix):
 def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
     errors, seen = [], {}
     for i, draft in enumerate(drafts):
-        where = f"{prefix}.{i}.contract_no" if prefix else "contract_no"
+        where = _where(prefix, i, "contract_no")
         if draft.contract_no in seen:
             errors.append(FieldError(where, f"repeats item {seen[draft.contract_no]} of this batch"))
         seen.setdefault(draft.contract_no, i)
@@ -197,7 +243,7 @@ def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
         taken |= {row.contract_no for row in conn.execute(select(loans.c.contract_no).where(
             loans.c.bank_id == bank_id, loans.c.contract_no.in_(numbers[start:start + 5000])))}
     if taken:
-        conflicts = [FieldError(f"{prefix}.{seen[n]}.contract_no" if prefix else "contract_no",
+        conflicts = [FieldError(_where(prefix, seen[n], "contract_no"),
                                 f"contract {n} is already booked by this bank") for n in sorted(taken)]
         raise Conflict(conflicts[0].message if len(conflicts) == 1
                        else f"{len(conflicts)} contract numbers are already booked", conflicts)
@@ -211,7 +257,7 @@ def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
             if pledge.kind != "patent":
                 continue
             if pledge.number in first:
-                errors.append(FieldError(_path(prefix, i, f"pledges.{j}.number"),
+                errors.append(FieldError(_pledge_path(prefix, i, j),
                                          f"patent {pledge.number} is also pledged by item {first[pledge.number][0]} "
                                          "of this batch; the patent office registers one pledge at a time"))
             first.setdefault(pledge.number, (i, j))
@@ -224,7 +270,7 @@ def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
                              .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
                                     pledges.c.number.in_(numbers[start:start + 5000]))).all()
     if held:
-        conflicts = [FieldError(_path(prefix, first[row.number][0], f"pledges.{first[row.number][1]}.number"),
+        conflicts = [FieldError(_pledge_path(prefix, *first[row.number]),
                                 f"patent {row.number} is under the live pledge of "
                                 + (f"loan {row.id} (contract {row.contract_no})" if row.bank_id == bank_id
                                    else "another bank's loan")
@@ -234,8 +280,9 @@ def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
                        else f"{len(conflicts)} patents are under live pledges", conflicts)
 
 
-def _path(prefix: str, index: int, field: str) -> str:
-    return f"{prefix}.{index}.{field}" if prefix else field
+def _pledge_path(prefix: str, index: int, position: int) -> str:
+    """`loans[3].pledges[1].number`, or `pledges[1].number` for a single loan."""
+    return path_text(((prefix, index) if prefix else ()) + ("pledges", position, "number"))
 
 
 def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, facts: FactsVersion, program, version,
@@ -246,7 +293,7 @@ def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, facts: FactsVe
         "principal_fen": draft.principal_fen, "annual_rate": str(draft.annual_rate),
         "start_date": draft.start_date, "maturity_date": draft.maturity_date,
         "ip_share": None if draft.ip_share is None else str(draft.ip_share),
-        "insured_amount_fen": draft.insured_amount_fen, "pledge_type": pledge_type(list(draft.pledges)),
+        "insured_amount_fen": draft.insured_amount_fen, "pledge_type": pledge_type(draft.pledges),
         "borrower_size_class": size.size_class, "borrower_sme": size.sme,
         "borrower_private": facts.facts.private, "borrower_region": facts.facts.region,
         "borrower_industry": facts.facts.industry, "size_standard": size.standard,

@@ -25,6 +25,7 @@ MAX_FEN = MAX_YUAN * FEN_PER_YUAN
 
 # re.ASCII and fullmatch: no full-width digits, no trailing newline ("$" matches before one).
 _YUAN_RE = re.compile(r"(-)?(\d+)(?:\.(\d{1,2}))?", re.ASCII)
+_RATIO_RE = re.compile(r"\d+(\.\d+)?", re.ASCII)
 
 Weight = Union[int, Decimal, Fraction]
 
@@ -78,7 +79,7 @@ def parse_ratio(value: object, field: str, *, max_places: int = 8,
     """A rate or ratio given as a decimal string ("0.0385") -> Decimal, range-checked."""
     if not isinstance(value, str):
         raise Invalid.field(field, "must be a decimal string such as \"0.0385\"")
-    if not re.fullmatch(r"\d+(\.\d+)?", value, re.ASCII):
+    if not _RATIO_RE.fullmatch(value):
         raise Invalid.field(field, f"{value!r} is not a non-negative decimal number")
     try:
         ratio = Decimal(value)

@@ -1,8 +1,9 @@
 """Programmes: risk-sharing schemes with versioned terms, and their compensation fund.
 
 Guarantees
-- Terms are validated in full (ledger.terms) before storage and stored canonically; readers get
-  typed `Terms`, never raw dicts.
+- Terms arrive typed (read by `ledger.terms.TermsIn`, which checks their form); before storage
+  their references are checked (every named institution exists, each party's kind equals its
+  role) and they are stored canonically; readers get typed `Terms`, never raw dicts.
 - Versions only append: a new version takes effect after the latest one's start, and implicitly
   ends its predecessor the day before. A loan binds to the version in force on its start date,
   and stays bound: a new version must start after the latest start date of the programme's
@@ -26,13 +27,13 @@ from ledger import accounts as chart
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
 from ledger.db import utcnow
-from ledger.errors import Conflict, FieldError, Invalid, NotFound
+from ledger.errors import Conflict, FieldError, Invalid, NotFound, raise_if_any
 from ledger.identifiers import region_covers, validate_region
 from ledger.journal import Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry
 from ledger.money import check_fen
 from ledger.schema import (entries, institutions, loans, postings, program_parties, program_versions,
                            programs)
-from ledger.terms import Terms, parse_terms, terms_to_dict
+from ledger.terms import Terms, parse_terms, reference_errors, terms_to_dict
 
 CODE_MAX = 60
 
@@ -72,6 +73,11 @@ def _institution_kinds(conn: Connection) -> dict[str, str]:
     return {row.code: row.kind for row in conn.execute(select(institutions.c.code, institutions.c.kind))}
 
 
+def _check_references(conn: Connection, terms: Terms) -> None:
+    assert isinstance(terms, Terms), "terms are read by ledger.terms.TermsIn (or parse_terms)"
+    raise_if_any(reference_errors(terms, _institution_kinds(conn)))
+
+
 def _check_window(effective_from, effective_to) -> None:
     if not isinstance(effective_from, date):
         raise Invalid.field("effective_from", "a date written YYYY-MM-DD is required")
@@ -80,12 +86,12 @@ def _check_window(effective_from, effective_to) -> None:
 
 
 def create_program(conn: Connection, code: str, name: str, region: str, effective_from: date,
-                   effective_to: date | None, raw_terms: object, actor: Actor) -> Program:
+                   effective_to: date | None, terms: Terms, actor: Actor) -> Program:
     if not isinstance(code, str) or not 1 <= len(code) <= CODE_MAX or not code.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise Invalid.field("code", f"1-{CODE_MAX} letters, digits, '-', '_' or '.'")
     region = validate_region(region)
     _check_window(effective_from, effective_to)
-    terms = parse_terms(raw_terms, _institution_kinds(conn))
+    _check_references(conn, terms)
     if conn.execute(select(programs.c.id).where(programs.c.code == code)).first():
         raise Conflict(f"programme {code} already exists")
     try:
@@ -99,7 +105,7 @@ def create_program(conn: Connection, code: str, name: str, region: str, effectiv
 
 
 def add_version(conn: Connection, code: str, effective_from: date, effective_to: date | None,
-                raw_terms: object, actor: Actor) -> Program:
+                terms: Terms, actor: Actor) -> Program:
     program = get_program(conn, code, lock=True)
     _check_window(effective_from, effective_to)
     latest = program.versions[-1]
@@ -107,7 +113,7 @@ def add_version(conn: Connection, code: str, effective_from: date, effective_to:
         raise Invalid.field("effective_from", f"must be after the latest version's start "
                                               f"({latest.effective_from.isoformat()})")
     _check_bound_loans(conn, program, effective_from)
-    terms = parse_terms(raw_terms, _institution_kinds(conn))
+    _check_references(conn, terms)
     _insert_version(conn, program.id, latest.version + 1, effective_from, effective_to, terms, actor)
     return get_program(conn, code)
 

@@ -20,6 +20,8 @@ from ledger.money import parse_ratio
 from ledger.schema import reference_rates
 
 RATE_NAMES = ("LPR1Y",)
+MAX_RATE = Decimal("0.5")  # 50% a year: a larger "rate" is a typo (a percentage, not a decimal)
+RATE_PLACES = 6
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,18 @@ def previous_month(day: date) -> str:
     return month_of(date(day.year - 1, 12, 1) if day.month == 1 else date(day.year, day.month - 1, 1))
 
 
-def record_rate(conn: Connection, name: str, month: str, rate: str,
+def parse_rate(text: object) -> Decimal:
+    """A rate as a decimal string (`"0.0300"` is 3.00% a year): at most 6 decimals, 0..0.5."""
+    return parse_ratio(text, "rate", max_places=RATE_PLACES, high=MAX_RATE)
+
+
+def record_rate(conn: Connection, name: str, month: str, rate: Decimal | str,
                 actor_key_id: int | None = None) -> tuple[MonthlyRate, bool]:
-    """Record a month's value; returns (rate, created). Same value again: not created."""
+    """Record a month's value (a Decimal read at the edge, or its decimal string); returns
+    (rate, created). Same value again: not created."""
     check_name(name)
     check_month(month)
-    value = parse_ratio(rate, "rate", max_places=6, high=Decimal("0.5"))
+    value = parse_rate(rate if isinstance(rate, str) else format(rate, "f"))
     existing = conn.execute(select(reference_rates.c.rate).where(
         reference_rates.c.name == name, reference_rates.c.month == month)).first()
     if existing is not None:

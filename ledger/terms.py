@@ -6,28 +6,37 @@ who pays first, where recoveries go), what is covered (loss base, IP share, cove
 which subsidies a fiscal bureau pays (method, percentage, caps, eligibility). The JSON shape is
 fixed by API.md; banks and bureaus integrate against it.
 
-Three entry points:
-- `parse_terms(raw, institution_kinds)` turns the request JSON (or stored JSON) into `Terms`,
-  or raises ONE `Invalid` listing EVERY field error found, each with a dotted path from the terms
-  object (`terms.parties.1.share_tiers.0.up_to`), so an integrator fixes a request in one round
-  trip. With `institution_kinds` (code -> institution kind) it also checks that every named
-  institution exists and that each party's institution kind equals its role; with `None` (stored
-  terms, validated when written) those look-ups are skipped.
-- `terms_to_dict(terms)` gives the canonical API-shaped dict: every key present, money as
-  two-decimal yuan strings, ratios as plain decimal strings, absent values as null. This is what
-  is stored (`program_versions.terms_json`) and what GET shows.
-- The value types below, which the claim and subsidy engines compute on.
+This module holds, in this order:
+- the value types the claim and subsidy engines compute on (`Terms` and its parts);
+- the rules across fields (`party_problems`, `parties_problems`, `subsidy_rule_problems`,
+  `share_tier_problems`, `reference_errors`), plain functions over typed values;
+- the request schema `TermsIn` (with `CoverageIn`, `PartyIn`, `ShareTierIn`, `PartyCapsIn`,
+  `SubsidyRuleIn`, `SubsidyCapsIn`, `EligibilityIn`): marshmallow schemas built from the edge
+  fields of ledger.fields. They read a request (the HTTP API reads `terms` with them through
+  flask-smorest, which also documents them in /openapi.json), call the rules above, and build
+  the values; they also write the canonical form back;
+- `parse_terms(raw, institution_kinds)` and `terms_to_dict(terms)`, thin wrappers for callers
+  that hold JSON rather than a request.
 
 Guarantees
+- Every field error is reported at once, each with its path from the terms object
+  (`terms.parties[1].caps.per_claim`), so an integrator fixes a request in one round trip: the
+  schemas collect every field's error, and the rules across fields add theirs in the same pass
+  (each rule runs on the fields it reads that did load). References to institutions (they exist;
+  a party's kind equals its role) need the database: they are checked on the typed `Terms`
+  once its form is right (`reference_errors`), as a loan's borrower and programme are.
 - Round trip: `parse_terms(terms_to_dict(t), None) == t` for every `Terms` that `parse_terms`
-  returns, and `terms_to_dict` is a fixed point after one pass.
+  returns, and `terms_to_dict` is a fixed point after one pass. `terms_to_dict` is `TermsIn`
+  dumping, so what is stored, what GET shows and what the OpenAPI document describes are one
+  schema: every key present, money as two-decimal yuan strings, ratios as plain decimal
+  strings, absent values as null.
 - Money is integer fen, ratios are `Decimal`; no float is accepted or produced anywhere.
 - A `Terms` value (however built) satisfies the structural rules, asserted at construction:
   share tiers end with an unbounded tier and have strictly increasing bounds; no institution is
   a party twice; at most one party pays first; for EVERY original principal the parties' ratios
   sum to at most 1 (the bank bears the rest). A broken one is a bug and fails loudly.
-- Parsing is strict: an unknown key anywhere is an error (so a typo such as `per_clam` is not
-  silently ignored), bools must be JSON bools, integers must not be bools.
+- Reading is strict: an unknown key anywhere is an error (so a typo such as `per_clam` is not
+  silently ignored), bools must be JSON bools, integers must not be bools or floats.
 
 Decisions where API.md / DOMAIN.md are silent (documented here so the API docs can repeat them)
 - Optional keys and their defaults: `loss_base` "principal", `trigger_overdue_days` 90 (1..3650),
@@ -35,8 +44,9 @@ Decisions where API.md / DOMAIN.md are silent (documented here so the API docs c
   `share_tiers` none, `recoveries_to` null, every cap null (no cap) and `fund_balance` false,
   subsidy `reference`/`reference_month` null, `min_with_contract_rate` false, eligibility
   {null, false, false, null}. `parties` is required (an empty list is allowed: the bank bears
-  every loss). An object given as null (`"caps": null`) means "all defaults"; a bool, enum or
-  integer given as null is an error (null is accepted only where the value itself may be null).
+  every loss). An object given as null (`"caps": null`) means "all defaults"; a bool, enum,
+  integer or list given as null is an error (null is accepted only where the value itself may
+  be null).
 - `share_tiers`: 1..20 tiers when given; null means no tiers (that is how `terms_to_dict` writes a
   flat party); an empty list is refused. Each tier's `up_to` is required (null only on the last),
   an amount of yuan greater than zero, strictly increasing; the last MUST be null so every
@@ -46,7 +56,9 @@ Decisions where API.md / DOMAIN.md are silent (documented here so the API docs c
   but is informational only.
 - The sum check evaluates every party's `ratio_for` at principal 0, at each distinct `up_to` and
   one fen above it: ratios are constant between those points, so this covers every principal.
-  The error is reported once, on `terms.parties`, naming the first principal that oversubscribes.
+  The error is reported once, on `terms.parties`, naming the first principal that oversubscribes;
+  it sums the parties that loaded (adding a broken one could only raise the sum, so an
+  oversubscription found is real).
 - `caps.fund_balance` true is allowed only for a party with role `pool` (only a pool has a fund).
 - Subsidy `pct_of_reference_rate` is only for kind `interest`; it then requires `reference`
   ("LPR1Y", the only reference rate the ledger keeps) and `reference_month`. For `pct_of_paid`
@@ -54,12 +66,14 @@ Decisions where API.md / DOMAIN.md are silent (documented here so the API docs c
   kind are allowed (API.md's example has two interest rules); the subsidy engine decides how they
   combine.
 - Limits: at most 20 parties, 20 tiers per party, 20 subsidy rules; ratios at most 8 decimals;
-  `max_rate_over_lpr` in (0, 100]; `caps.years` in 1..100; institution codes 1..40 characters.
+  `max_rate_over_lpr` in (0, 100]; `caps.years` in 1..100; institution codes 1..40 letters,
+  digits, '.', '_' or '-' (as `ledger.institutions.CODE_RE`).
 - Money caps and thresholds may be zero (a zero cap is a legal if unusual choice); none may be
   negative. Ratios are `[0, 1]` except `max_rate_over_lpr`.
 - A party's `institution` and `recoveries_to` kinds: the party's institution kind must equal its
   role (error on `...institution`: "X is a bank, not an insurer"); `recoveries_to` may be any
-  existing institution (a treasury, typically).
+  existing institution (a treasury, typically). An institution named twice, or two parties
+  paying first, are reported on the later party (naming the earlier one).
 """
 from __future__ import annotations
 
@@ -68,8 +82,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ledger.errors import FieldError, Invalid
-from ledger.money import format_yuan, parse_ratio, parse_yuan
+from marshmallow import ValidationError, post_dump, post_load, validates_schema
+
+from ledger.errors import FieldError, Path, messages_at, path_text, raise_if_any
+from ledger.fields import (Boolean, Choice, Code, Integer, Money, Object, Objects, Ratio,
+                           RequestSchema, load)
+from ledger.money import format_yuan
 
 LOSS_BASES = ("principal", "principal_and_interest")
 IP_SHARE_MODES = ("ip_part_only", "whole_loan")
@@ -366,440 +384,138 @@ def _first_oversubscribed(parties: Sequence[Party]) -> tuple[int, Decimal] | Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing
+# Rules across fields, over typed values
+#
+# Each `*_problems` function takes the fields of one object that loaded (a mapping of API name
+# -> typed value; a field that failed to load is absent, a nested object or list item that
+# failed is the mapping of its own loaded fields) and returns (path, message) pairs, the path
+# relative to that object. The schemas below call them; a rule whose fields did not load waits
+# for the next round trip rather than guess.
 
-_TERMS_KEYS = ("loss_base", "trigger_overdue_days", "coverage", "parties", "subsidies")
-_COVERAGE_KEYS = ("ip_share", "require_stated_ip_share", "min_ip_share", "max_covered_principal",
-                  "max_covered_principal_per_borrower_year")
-_PARTY_KEYS = ("institution", "role", "share", "share_tiers", "pays_first", "caps",
-               "recoveries_to")
-_TIER_KEYS = ("up_to", "share")
-_PARTY_CAPS_KEYS = ("per_claim", "per_borrower_year", "per_bank_year", "per_program_year",
-                    "portfolio_cap_rate", "fund_balance")
-_SUBSIDY_KEYS = ("kind", "method", "pct", "reference", "reference_month",
-                 "min_with_contract_rate", "caps", "eligibility")
-_SUBSIDY_CAPS_KEYS = ("pct_of_principal", "per_loan", "per_borrower_year", "per_borrower_total",
-                      "years")
-_ELIGIBILITY_KEYS = ("max_rate_over_lpr", "sme_only", "private_only", "max_revenue")
-
-_MISSING: Any = object()  # a key not present at all (as opposed to present and null)
+Problem = tuple[Path, str]
 _ONLY_FOR_REFERENCE = "only for method pct_of_reference_rate"
 
 
-def parse_terms(raw: object, institution_kinds: Mapping[str, str] | None) -> Terms:
-    """Validate the API `terms` object and build `Terms`; ONE `Invalid` lists every error.
-
-    `institution_kinds` maps institution code -> kind. When given, each party's institution must
-    exist with kind equal to its role, and `recoveries_to` must exist. Pass None only for terms
-    that were validated when stored.
-    """
-    reader = _Reader()
-    terms = _terms(reader, raw, "terms", institution_kinds)
-    if reader.errors:
-        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in reader.errors), reader.errors)
-    assert terms is not None
-    return terms
-
-
-class _Reader:
-    """Collects field errors across one parse.
-
-    Each object parser notes `mark()` first and builds its value only if no error was recorded
-    since (`_build`): leaf readers return None on error, so that None is never mistaken for a
-    value.
-    """
-
-    def __init__(self) -> None:
-        self.errors: list[FieldError] = []
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(FieldError(path, message))
-
-    def mark(self) -> int:
-        return len(self.errors)
-
-    def clean_since(self, mark: int) -> bool:
-        return len(self.errors) == mark
-
-    def object(self, raw: object, path: str, keys: tuple[str, ...], *,
-               nullable: bool) -> Mapping[str, Any] | None:
-        """A JSON object with only `keys`; null is {} (all defaults) when `nullable`."""
-        if raw is None and nullable:
-            return {}
-        if not isinstance(raw, dict):
-            self.error(path, "must be an object")
-            return None
-        for key in raw:
-            if key not in keys:
-                self.error(f"{path}.{key}", f"unknown field; expected one of: {', '.join(keys)}")
-        return raw
-
-    def array(self, raw: object, path: str, max_items: int, noun: str) -> Sequence[Any] | None:
-        if not isinstance(raw, (list, tuple)):
-            self.error(path, "must be a list")
-            return None
-        if len(raw) > max_items:
-            self.error(path, f"at most {max_items} {noun}")
-            return None
-        return raw
-
-    def choice(self, obj: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], *,
-               default: str | None = _MISSING) -> str | None:
-        """One of `choices`; `default` when absent (required if no default; never null)."""
-        value = obj.get(key, default)
-        if value is _MISSING:
-            self.error(f"{path}.{key}", f"required; one of: {', '.join(choices)}")
-            return None
-        if not isinstance(value, str) or value not in choices:
-            self.error(f"{path}.{key}", f"must be one of: {', '.join(choices)}")
-            return None
-        return value
-
-    def optional_choice(self, obj: Mapping[str, Any], key: str, path: str,
-                        choices: tuple[str, ...]) -> str | None:
-        """One of `choices`, or None when absent or null."""
-        if obj.get(key) is None:
-            return None
-        return self.choice(obj, key, path, choices)
-
-    def boolean(self, obj: Mapping[str, Any], key: str, path: str) -> bool:
-        """A JSON bool; false when absent."""
-        value = obj.get(key, False)
-        if not isinstance(value, bool):
-            self.error(f"{path}.{key}", "must be true or false")
-            return False
-        return value
-
-    def integer(self, obj: Mapping[str, Any], key: str, path: str, *, default: int | None,
-                low: int, high: int) -> int | None:
-        """A JSON integer (not a bool) in [low, high]; `default` when absent (None: stays None)."""
-        value = obj.get(key, _MISSING)
-        if value is _MISSING or (value is None and default is None):
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.error(f"{path}.{key}", "must be an integer")
-            return None
-        if not low <= value <= high:
-            self.error(f"{path}.{key}", f"must be within [{low}, {high}]")
-            return None
-        return value
-
-    def money(self, obj: Mapping[str, Any], key: str, path: str, *, required: bool = False,
-              allow_zero: bool = True) -> int | None:
-        """Non-negative yuan -> fen; None when null (or absent, unless `required`)."""
-        value = obj.get(key, _MISSING)
-        if value is _MISSING and required:
-            self.error(f"{path}.{key}", "required (an amount of yuan, or null)")
-            return None
-        if value is _MISSING or value is None:
-            return None
-        try:
-            return parse_yuan(value, f"{path}.{key}", allow_zero=allow_zero)
-        except Invalid as exc:
-            self.errors.extend(exc.errors)
-            return None
-
-    def ratio(self, obj: Mapping[str, Any], key: str, path: str, *, nullable: bool,
-              high: Decimal | None = ONE) -> Decimal | None:
-        """A decimal string in [0, high]; None when null or absent if `nullable`, else required."""
-        value = obj.get(key)
-        if value is None:
-            if not nullable:
-                self.error(f"{path}.{key}", "required (a decimal string such as \"0.30\")")
-            return None
-        try:
-            return parse_ratio(value, f"{path}.{key}", low=ZERO, high=high)
-        except Invalid as exc:
-            self.errors.extend(exc.errors)
-            return None
-
-    def code(self, obj: Mapping[str, Any], key: str, path: str, *,
-             required: bool) -> str | None:
-        """An institution code string; None when absent or null unless `required`."""
-        value = obj.get(key)
-        if value is None:
-            if required:
-                self.error(f"{path}.{key}", "required (an institution code)")
-            return None
-        if not isinstance(value, str) or not 1 <= len(value) <= MAX_CODE_LENGTH:
-            self.error(f"{path}.{key}", f"must be an institution code of 1-{MAX_CODE_LENGTH} "
-                                        "characters")
-            return None
-        return value
-
-
-def _terms(r: _Reader, raw: object, path: str,
-           kinds: Mapping[str, str] | None) -> Terms | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _TERMS_KEYS, nullable=False)
-    if obj is None:
-        return None
-    loss_base = r.choice(obj, "loss_base", path, LOSS_BASES, default=DEFAULT_LOSS_BASE)
-    trigger_overdue_days = r.integer(obj, "trigger_overdue_days", path,
-                                     default=DEFAULT_TRIGGER_OVERDUE_DAYS, low=1,
-                                     high=MAX_TRIGGER_OVERDUE_DAYS)
-    coverage = _coverage(r, obj.get("coverage"), f"{path}.coverage")
-    parties = _parties(r, obj.get("parties", _MISSING), f"{path}.parties", kinds)
-    subsidies = _subsidies(r, obj.get("subsidies", []), f"{path}.subsidies")
-    if not r.clean_since(mark):
-        return None
-    assert loss_base is not None and trigger_overdue_days is not None
-    assert coverage is not None and parties is not None and subsidies is not None
-    return Terms(loss_base, trigger_overdue_days, coverage, parties, subsidies)
-
-
-def _build(r: _Reader, mark: int, cls: type, **values: Any) -> Any:
-    """`cls(**values)` if no error was recorded since `mark` (values are then all valid)."""
-    return cls(**values) if r.clean_since(mark) else None
-
-
-def _coverage(r: _Reader, raw: object, path: str) -> Coverage | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _COVERAGE_KEYS, nullable=True)
-    if obj is None:
-        return None
-    return _build(
-        r, mark, Coverage,
-        ip_share=r.choice(obj, "ip_share", path, IP_SHARE_MODES, default="whole_loan"),
-        require_stated_ip_share=r.boolean(obj, "require_stated_ip_share", path),
-        min_ip_share=r.ratio(obj, "min_ip_share", path, nullable=True),
-        max_covered_principal_fen=r.money(obj, "max_covered_principal", path),
-        max_covered_principal_per_borrower_year_fen=r.money(
-            obj, "max_covered_principal_per_borrower_year", path),
-    )
-
-
-def _parties(r: _Reader, raw: object, path: str,
-             kinds: Mapping[str, str] | None) -> tuple[Party, ...] | None:
-    if raw is _MISSING:
-        r.error(path, "required (a list of parties; [] if the bank bears every loss)")
-        return None
-    items = r.array(raw, path, MAX_PARTIES, "parties")
-    if items is None:
-        return None
-    parsed = [_party(r, item, f"{path}.{index}", kinds) for index, item in enumerate(items)]
-    _check_parties_together(r, items, path)
-    # Sum only the parties that parsed: adding the others could only raise the sum, so an
-    # oversubscription found here is real, and the broken parties already have their errors.
-    parties = tuple(party for party in parsed if party is not None)
-    over = _first_oversubscribed(parties)
-    if over is not None:
-        principal_fen, total = over
-        where = (f" for an original principal of {format_yuan(principal_fen)} yuan"
-                 if any(party.share_tiers for party in parties) else "")
-        r.error(path, f"the parties' shares sum to {total}{where}; they must sum to at most 1 "
-                      "(the bank bears the rest)")
-    return parties
-
-
-def _check_parties_together(r: _Reader, items: Sequence[Any], path: str) -> None:
-    """Rules across parties, read from the raw items so they are reported even when a party has
-    other errors: an institution is a party once; at most one party pays first."""
-    first_index: dict[str, int] = {}
-    pays_first_index: int | None = None
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            continue
-        code = item.get("institution")
-        if isinstance(code, str):
-            if code in first_index:
-                r.error(f"{path}.{index}.institution",
-                        f"{code} is already party {first_index[code]}; an institution may be "
-                        "a party only once")
-            else:
-                first_index[code] = index
-        if item.get("pays_first") is True:
-            if pays_first_index is None:
-                pays_first_index = index
-            else:
-                r.error(f"{path}.{index}.pays_first",
-                        f"only one party may pay first; party {pays_first_index} already does")
-
-
-def _party(r: _Reader, raw: object, path: str,
-           kinds: Mapping[str, str] | None) -> Party | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _PARTY_KEYS, nullable=False)
-    if obj is None:
-        return None
-    institution = r.code(obj, "institution", path, required=True)
-    role = r.choice(obj, "role", path, PARTY_ROLES)
-    tiers: tuple[ShareTier, ...] | None = ()
-    if obj.get("share_tiers") is not None:
-        tiers = _share_tiers(r, obj["share_tiers"], f"{path}.share_tiers")
-    if obj.get("share") is None and obj.get("share_tiers") is not None:
-        share = tiers[0].share if tiers else None  # tier errors are already recorded
-    else:
-        share = r.ratio(obj, "share", path, nullable=False)
-    caps = _party_caps(r, obj.get("caps"), f"{path}.caps")
-    if caps is not None and caps.fund_balance and role not in (None, "pool"):
-        r.error(f"{path}.caps.fund_balance", f"only a pool has a fund; this party is {_a(role)}")
-    recoveries_to = r.code(obj, "recoveries_to", path, required=False)
-    if kinds is not None:
-        if institution is not None:
-            kind = kinds.get(institution)
-            if kind is None:
-                r.error(f"{path}.institution", f"unknown institution {institution}")
-            elif role is not None and kind != role:
-                r.error(f"{path}.institution", f"{institution} is {_a(kind)}, not {_a(role)}")
-        if recoveries_to is not None and recoveries_to not in kinds:
-            r.error(f"{path}.recoveries_to", f"unknown institution {recoveries_to}")
-    return _build(
-        r, mark, Party,
-        institution=institution,
-        role=role,
-        share=share,
-        share_tiers=tiers,
-        pays_first=r.boolean(obj, "pays_first", path),
-        caps=caps,
-        recoveries_to=recoveries_to,
-    )
-
-
-def _share_tiers(r: _Reader, raw: object, path: str) -> tuple[ShareTier, ...] | None:
-    mark = r.mark()
-    items = r.array(raw, path, MAX_SHARE_TIERS, "tiers")
-    if items is None:
-        return None
-    if not items:
-        r.error(path, "must not be empty; omit it (or use null) for a flat share")
-        return None
-    tiers = [_share_tier(r, item, f"{path}.{index}") for index, item in enumerate(items)]
-    last = len(items) - 1
+def share_tier_problems(tiers: Sequence[ShareTier | None]) -> list[Problem]:
+    """Bounds strictly increasing, only the last tier unbounded, and it must be (None: a tier
+    that did not load, skipped but keeping its position)."""
+    problems: list[Problem] = []
+    last = len(tiers) - 1
     previous_fen: int | None = None  # the last bounded up_to seen, for the ordering rule
     for index, tier in enumerate(tiers):
         if tier is None:
             continue
-        up_to_path = f"{path}.{index}.up_to"
+        path = ("share_tiers", index, "up_to")
         if tier.up_to_fen is None:
             if index != last:
-                r.error(up_to_path, "only the last tier may be unbounded (null)")
+                problems.append((path, "only the last tier may be unbounded (null)"))
             continue
         if index == last:
-            r.error(up_to_path, "the last tier must have up_to null, so that every principal "
-                                "falls in a tier")
+            problems.append((path, "the last tier must have up_to null, so that every "
+                                   "principal falls in a tier"))
         if previous_fen is not None and tier.up_to_fen <= previous_fen:
-            r.error(up_to_path, f"must be greater than the previous tier's up_to "
-                                f"({format_yuan(previous_fen)})")
+            problems.append((path, f"must be greater than the previous tier's up_to "
+                                   f"({format_yuan(previous_fen)})"))
         previous_fen = tier.up_to_fen
-    if not r.clean_since(mark):
-        return None
-    return tuple(tier for tier in tiers if tier is not None)
+    return problems
 
 
-def _share_tier(r: _Reader, raw: object, path: str) -> ShareTier | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _TIER_KEYS, nullable=False)
-    if obj is None:
-        return None
-    return _build(
-        r, mark, ShareTier,
-        up_to_fen=r.money(obj, "up_to", path, required=True, allow_zero=False),
-        share=r.ratio(obj, "share", path, nullable=False),
-    )
+def party_problems(party: Mapping[str, Any]) -> list[Problem]:
+    """One party: a share unless tiers give it, tiers in order, a fund only for a pool."""
+    problems: list[Problem] = []
+    tiers = party.get("share_tiers")
+    if "share" in party and party["share"] is None and "share_tiers" in party and not tiers:
+        problems.append((("share",), "required (a decimal string such as \"0.30\") unless "
+                                     "share_tiers are given"))
+    if tiers:
+        problems += share_tier_problems([t if isinstance(t, ShareTier) else None for t in tiers])
+    caps, role = party.get("caps"), party.get("role")
+    if isinstance(caps, PartyCaps) and caps.fund_balance and role not in (None, "pool"):
+        problems.append((("caps", "fund_balance"), f"only a pool has a fund; this party is "
+                                                   f"{_a(role)}"))
+    return problems
 
 
-def _party_caps(r: _Reader, raw: object, path: str) -> PartyCaps | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _PARTY_CAPS_KEYS, nullable=True)
-    if obj is None:
-        return None
-    return _build(
-        r, mark, PartyCaps,
-        per_claim_fen=r.money(obj, "per_claim", path),
-        per_borrower_year_fen=r.money(obj, "per_borrower_year", path),
-        per_bank_year_fen=r.money(obj, "per_bank_year", path),
-        per_program_year_fen=r.money(obj, "per_program_year", path),
-        portfolio_cap_rate=r.ratio(obj, "portfolio_cap_rate", path, nullable=True),
-        fund_balance=r.boolean(obj, "fund_balance", path),
-    )
+def parties_problems(parties: Sequence[Party | Mapping[str, Any]]) -> list[Problem]:
+    """Across parties: an institution is a party once; at most one party pays first (both read
+    from every party, loaded or not); the shares sum to at most 1 at every principal (over
+    the parties that loaded)."""
+    problems: list[Problem] = []
+    first_index: dict[str, int] = {}
+    pays_first_index: int | None = None
+    for index, party in enumerate(parties):
+        code = _loaded(party, "institution")
+        if isinstance(code, str):
+            if code in first_index:
+                problems.append((("parties", index, "institution"),
+                                 f"{code} is already party {first_index[code]}; an institution "
+                                 "may be a party only once"))
+            else:
+                first_index[code] = index
+        if _loaded(party, "pays_first") is True:
+            if pays_first_index is None:
+                pays_first_index = index
+            else:
+                problems.append((("parties", index, "pays_first"), "only one party may pay "
+                                 f"first; party {pays_first_index} already does"))
+    loaded = [party for party in parties if isinstance(party, Party)]
+    over = _first_oversubscribed(loaded)
+    if over is not None:
+        principal_fen, total = over
+        where = (f" for an original principal of {format_yuan(principal_fen)} yuan"
+                 if any(party.share_tiers for party in loaded) else "")
+        problems.append((("parties",), f"the parties' shares sum to {total}{where}; they must "
+                                       "sum to at most 1 (the bank bears the rest)"))
+    return problems
 
 
-def _subsidies(r: _Reader, raw: object, path: str) -> tuple[SubsidyRule, ...] | None:
-    items = r.array(raw, path, MAX_SUBSIDY_RULES, "subsidy rules")
-    if items is None:
-        return None
-    rules = [_subsidy(r, item, f"{path}.{index}") for index, item in enumerate(items)]
-    return tuple(rule for rule in rules if rule is not None)
-
-
-def _subsidy(r: _Reader, raw: object, path: str) -> SubsidyRule | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _SUBSIDY_KEYS, nullable=False)
-    if obj is None:
-        return None
-    kind = r.choice(obj, "kind", path, SUBSIDY_KINDS)
-    method = r.choice(obj, "method", path, SUBSIDY_METHODS)
-    pct = r.ratio(obj, "pct", path, nullable=False)
+def subsidy_rule_problems(rule: Mapping[str, Any]) -> list[Problem]:
+    """The fields each method takes: reference rate fields only for pct_of_reference_rate
+    (and then required, and only for interest)."""
+    problems: list[Problem] = []
+    method = rule.get("method")
     if method == "pct_of_paid":
         # Reference fields mean nothing here; refuse them rather than silently ignore them.
         for key in ("reference", "reference_month"):
-            if obj.get(key) is not None:
-                r.error(f"{path}.{key}", f"{_ONLY_FOR_REFERENCE}; omit it or use null")
-        reference = reference_month = None
-        min_with_contract_rate = r.boolean(obj, "min_with_contract_rate", path)
-        if min_with_contract_rate:
-            r.error(f"{path}.min_with_contract_rate", f"{_ONLY_FOR_REFERENCE}; omit it or use "
-                                                      "false")
-    else:
-        reference = r.optional_choice(obj, "reference", path, REFERENCE_RATES)
-        reference_month = r.optional_choice(obj, "reference_month", path, REFERENCE_MONTHS)
-        min_with_contract_rate = r.boolean(obj, "min_with_contract_rate", path)
-        if method == "pct_of_reference_rate":
-            if kind is not None and kind != "interest":
-                r.error(f"{path}.method", "pct_of_reference_rate applies only to kind interest; "
-                                          "use pct_of_paid")
-            if obj.get("reference") is None:
-                r.error(f"{path}.reference", "required when method is pct_of_reference_rate; "
-                                             f"one of: {', '.join(REFERENCE_RATES)}")
-            if obj.get("reference_month") is None:
-                r.error(f"{path}.reference_month", "required when method is "
-                        f"pct_of_reference_rate; one of: {', '.join(REFERENCE_MONTHS)}")
-    return _build(
-        r, mark, SubsidyRule,
-        kind=kind,
-        method=method,
-        pct=pct,
-        reference=reference,
-        reference_month=reference_month,
-        min_with_contract_rate=min_with_contract_rate,
-        caps=_subsidy_caps(r, obj.get("caps"), f"{path}.caps"),
-        eligibility=_eligibility(r, obj.get("eligibility"), f"{path}.eligibility"),
-    )
+            if rule.get(key) is not None:
+                problems.append(((key,), f"{_ONLY_FOR_REFERENCE}; omit it or use null"))
+        if rule.get("min_with_contract_rate") is True:
+            problems.append((("min_with_contract_rate",), f"{_ONLY_FOR_REFERENCE}; omit it or "
+                                                          "use false"))
+    elif method == "pct_of_reference_rate":
+        if rule.get("kind", "interest") != "interest":
+            problems.append((("method",), "pct_of_reference_rate applies only to kind interest; "
+                                          "use pct_of_paid"))
+        for key, choices in (("reference", REFERENCE_RATES),
+                             ("reference_month", REFERENCE_MONTHS)):
+            if key in rule and rule[key] is None:
+                problems.append(((key,), "required when method is pct_of_reference_rate; "
+                                         f"one of: {', '.join(choices)}"))
+    return problems
 
 
-def _subsidy_caps(r: _Reader, raw: object, path: str) -> SubsidyCaps | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _SUBSIDY_CAPS_KEYS, nullable=True)
-    if obj is None:
-        return None
-    return _build(
-        r, mark, SubsidyCaps,
-        pct_of_principal=r.ratio(obj, "pct_of_principal", path, nullable=True),
-        per_loan_fen=r.money(obj, "per_loan", path),
-        per_borrower_year_fen=r.money(obj, "per_borrower_year", path),
-        per_borrower_total_fen=r.money(obj, "per_borrower_total", path),
-        years=r.integer(obj, "years", path, default=None, low=1, high=MAX_SUBSIDY_YEARS),
-    )
+def reference_errors(terms: Terms, institution_kinds: Mapping[str, str],
+                     prefix: Path = ("terms",)) -> list[FieldError]:
+    """Every named institution exists; each party's institution kind equals its role."""
+    errors: list[FieldError] = []
+    for index, party in enumerate(terms.parties):
+        where = (*prefix, "parties", index)
+        kind = institution_kinds.get(party.institution)
+        if kind is None:
+            errors.append(FieldError(path_text((*where, "institution")),
+                                     f"unknown institution {party.institution}"))
+        elif kind != party.role:
+            errors.append(FieldError(path_text((*where, "institution")),
+                                     f"{party.institution} is {_a(kind)}, not {_a(party.role)}"))
+        if party.recoveries_to is not None and party.recoveries_to not in institution_kinds:
+            errors.append(FieldError(path_text((*where, "recoveries_to")),
+                                     f"unknown institution {party.recoveries_to}"))
+    return errors
 
 
-def _eligibility(r: _Reader, raw: object, path: str) -> Eligibility | None:
-    mark = r.mark()
-    obj = r.object(raw, path, _ELIGIBILITY_KEYS, nullable=True)
-    if obj is None:
-        return None
-    max_rate_over_lpr = r.ratio(obj, "max_rate_over_lpr", path, nullable=True,
-                                high=MAX_RATE_OVER_LPR)
-    if max_rate_over_lpr is not None and max_rate_over_lpr == 0:
-        r.error(f"{path}.max_rate_over_lpr", "must be greater than zero (a multiple of the LPR "
-                                             "such as \"1.4\"), or null for no limit")
-    return _build(
-        r, mark, Eligibility,
-        max_rate_over_lpr=max_rate_over_lpr,
-        sme_only=r.boolean(obj, "sme_only", path),
-        private_only=r.boolean(obj, "private_only", path),
-        max_revenue_fen=r.money(obj, "max_revenue", path),
-    )
+def _loaded(item: object, name: str) -> Any:
+    """A field of a value that loaded, or of the mapping of loaded fields of one that did not."""
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
 
 
 def _a(noun: str) -> str:
@@ -807,83 +523,214 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
+def _raise_problems(problems: list[Problem]) -> None:
+    if problems:
+        raise ValidationError(messages_at(problems))
+
+
 # ---------------------------------------------------------------------------------------------
-# Canonical form
+# The request schema (and the canonical form: the same schemas dump the values back)
+#
+# Money fields load into `*_fen` attributes, so each schema's loaded fields are its value's
+# constructor arguments and a value dumps through the same fields.
+
+
+def _yuan(**kwargs: Any) -> Money:
+    """An optional amount of yuan: null (or absent) is no cap / no limit."""
+    return Money(allow_none=True, load_default=None, **kwargs)
+
+
+def _ratio(**kwargs: Any) -> Ratio:
+    """A ratio in [0, 1]."""
+    kwargs["metadata"] = {"example": "0.30", **kwargs.get("metadata", {})}
+    return Ratio(high=ONE, **kwargs)
+
+
+class ShareTierIn(RequestSchema):
+    """One band of a tiered share: loans with original principal up to `up_to` get `share`."""
+
+    up_to = Money(attribute="up_to_fen", required=True, allow_none=True, allow_zero=False,
+                  error_messages={"required": "required (an amount of yuan, or null on the "
+                                              "last tier)"},
+                  metadata={"description": "inclusive upper bound on the original principal, "
+                                           "yuan; null on the last tier (no upper bound)"})
+    share = _ratio(required=True)
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> ShareTier:
+        return ShareTier(**values)
+
+
+class PartyCapsIn(RequestSchema):
+    """Limits on one party's share, applied in this field order; null or absent: no cap."""
+
+    per_claim = _yuan(attribute="per_claim_fen")
+    per_borrower_year = _yuan(attribute="per_borrower_year_fen")
+    per_bank_year = _yuan(attribute="per_bank_year_fen")
+    per_program_year = _yuan(attribute="per_program_year_fen")
+    portfolio_cap_rate = _ratio(allow_none=True, load_default=None)
+    fund_balance = Boolean(load_default=False,
+                           metadata={"description": "a pool pays only out of its fund's balance "
+                                                    "(pools only)"})
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> PartyCaps:
+        return PartyCaps(**values)
+
+
+class PartyIn(RequestSchema):
+    """An institution that bears a ratio of each covered loss; the bank bears what none bears."""
+
+    institution = Code(MAX_CODE_LENGTH, required=True,
+                       metadata={"description": "institution code; its kind must equal `role`"})
+    role = Choice(PARTY_ROLES, required=True)
+    share = _ratio(allow_none=True, load_default=None,
+                   metadata={"description": "required unless share_tiers are given (then the "
+                                            "first tier's share; informational only)"})
+    share_tiers = Objects(ShareTierIn, min_items=1, max_items=MAX_SHARE_TIERS, noun="tiers",
+                          each=True, allow_none=True, load_default=None,
+                          error_messages={"too_few": "must not be empty; omit it (or use null) "
+                                                     "for a flat share"})
+    pays_first = Boolean(load_default=False)
+    caps = Object(PartyCapsIn, allow_none=True, load_default=None)
+    recoveries_to = Code(MAX_CODE_LENGTH, allow_none=True, load_default=None,
+                         metadata={"description": "institution receiving this party's part of "
+                                                  "recoveries; null: the party itself"})
+
+    @validates_schema(skip_on_field_errors=False)
+    def _rules(self, values: dict, **kwargs: Any) -> None:
+        _raise_problems(party_problems(values))
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> Party:
+        tiers = tuple(values["share_tiers"] or ())
+        share = values["share"] if values["share"] is not None else tiers[0].share
+        return Party(values["institution"], values["role"], share, tiers, values["pays_first"],
+                     values["caps"] or PartyCaps(), values["recoveries_to"])
+
+    @post_dump
+    def _flat_share_is_null(self, data: dict, **kwargs: Any) -> dict:
+        # null, not []: an empty tier list is refused on input, null means "flat share".
+        data["share_tiers"] = data["share_tiers"] or None
+        return data
+
+
+class CoverageIn(RequestSchema):
+    """Which part of a loss the programme covers, before parties' ratios apply."""
+
+    ip_share = Choice(IP_SHARE_MODES, load_default="whole_loan")
+    require_stated_ip_share = Boolean(load_default=False)
+    min_ip_share = _ratio(allow_none=True, load_default=None)
+    max_covered_principal = _yuan(attribute="max_covered_principal_fen")
+    max_covered_principal_per_borrower_year = _yuan(
+        attribute="max_covered_principal_per_borrower_year_fen")
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> Coverage:
+        return Coverage(**values)
+
+
+class SubsidyCapsIn(RequestSchema):
+    """Limits on a subsidy; the amount paid is the minimum of the formula and each."""
+
+    pct_of_principal = _ratio(allow_none=True, load_default=None)
+    per_loan = _yuan(attribute="per_loan_fen")
+    per_borrower_year = _yuan(attribute="per_borrower_year_fen")
+    per_borrower_total = _yuan(attribute="per_borrower_total_fen")
+    years = Integer(low=1, high=MAX_SUBSIDY_YEARS, allow_none=True, load_default=None)
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> SubsidyCaps:
+        return SubsidyCaps(**values)
+
+
+class EligibilityIn(RequestSchema):
+    """Which loans a subsidy rule applies to (on the borrower's facts frozen on the loan)."""
+
+    max_rate_over_lpr = Ratio(high=MAX_RATE_OVER_LPR, allow_zero=False, allow_none=True,
+                              load_default=None, metadata={"example": "1.4"},
+                              error_messages={"zero": "must be greater than zero (a multiple of "
+                                                      "the LPR such as \"1.4\"), or null for no "
+                                                      "limit"})
+    sme_only = Boolean(load_default=False)
+    private_only = Boolean(load_default=False)
+    max_revenue = _yuan(attribute="max_revenue_fen")
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> Eligibility:
+        return Eligibility(**values)
+
+
+class SubsidyRuleIn(RequestSchema):
+    """One subsidy a fiscal bureau pays per period, per loan and borrower."""
+
+    kind = Choice(SUBSIDY_KINDS, required=True)
+    method = Choice(SUBSIDY_METHODS, required=True)
+    pct = _ratio(required=True)
+    reference = Choice(REFERENCE_RATES, allow_none=True, load_default=None)
+    reference_month = Choice(REFERENCE_MONTHS, allow_none=True, load_default=None)
+    min_with_contract_rate = Boolean(load_default=False)
+    caps = Object(SubsidyCapsIn, allow_none=True, load_default=None)
+    eligibility = Object(EligibilityIn, allow_none=True, load_default=None)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _rules(self, values: dict, **kwargs: Any) -> None:
+        _raise_problems(subsidy_rule_problems(values))
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> SubsidyRule:
+        return SubsidyRule(**{**values, "caps": values["caps"] or SubsidyCaps(),
+                              "eligibility": values["eligibility"] or Eligibility()})
+
+
+class TermsIn(RequestSchema):
+    """The terms of one programme version (API.md "Programmes"); see ledger.terms for every
+    default and limit."""
+
+    loss_base = Choice(LOSS_BASES, load_default=DEFAULT_LOSS_BASE)
+    trigger_overdue_days = Integer(low=1, high=MAX_TRIGGER_OVERDUE_DAYS,
+                                   load_default=DEFAULT_TRIGGER_OVERDUE_DAYS)
+    coverage = Object(CoverageIn, allow_none=True, load_default=None)
+    parties = Objects(PartyIn, max_items=MAX_PARTIES, noun="parties", each=True, required=True,
+                      error_messages={"required": "required (a list of parties; [] if the bank "
+                                                  "bears every loss)"})
+    subsidies = Objects(SubsidyRuleIn, max_items=MAX_SUBSIDY_RULES, noun="subsidy rules",
+                        each=True, load_default=list)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _rules(self, values: dict, **kwargs: Any) -> None:
+        if isinstance(values.get("parties"), list):
+            _raise_problems(parties_problems(values["parties"]))
+
+    @post_load
+    def _value(self, values: dict, **kwargs: Any) -> Terms:
+        return Terms(values["loss_base"], values["trigger_overdue_days"],
+                     values["coverage"] or Coverage(), tuple(values["parties"]),
+                     tuple(values["subsidies"]))
+
+
+TERMS = TermsIn()
+
+
+# ---------------------------------------------------------------------------------------------
+# For callers holding JSON: stored terms, the command line, tests
+
+
+def parse_terms(raw: object, institution_kinds: Mapping[str, str] | None) -> Terms:
+    """Read the API `terms` object (or stored terms) into `Terms`; ONE `Invalid` lists every
+    error, each with its path from `terms`.
+
+    `institution_kinds` maps institution code -> kind. When given, each party's institution must
+    exist with kind equal to its role, and `recoveries_to` must exist (checked once the form is
+    right). Pass None only for terms that were validated when stored.
+    """
+    terms = load(TERMS, raw, ("terms",))
+    if institution_kinds is not None:
+        raise_if_any(reference_errors(terms, institution_kinds))
+    return terms
 
 
 def terms_to_dict(terms: Terms) -> dict[str, Any]:
     """The canonical API-shaped dict: every key present, money as "1234.50", ratios as plain
     decimal strings, absent values as None. `parse_terms(terms_to_dict(t), None) == t`."""
-    coverage = terms.coverage
-    return {
-        "loss_base": terms.loss_base,
-        "trigger_overdue_days": terms.trigger_overdue_days,
-        "coverage": {
-            "ip_share": coverage.ip_share,
-            "require_stated_ip_share": coverage.require_stated_ip_share,
-            "min_ip_share": _ratio_text(coverage.min_ip_share),
-            "max_covered_principal": _yuan_text(coverage.max_covered_principal_fen),
-            "max_covered_principal_per_borrower_year":
-                _yuan_text(coverage.max_covered_principal_per_borrower_year_fen),
-        },
-        "parties": [_party_to_dict(party) for party in terms.parties],
-        "subsidies": [_subsidy_to_dict(rule) for rule in terms.subsidies],
-    }
-
-
-def _party_to_dict(party: Party) -> dict[str, Any]:
-    caps = party.caps
-    return {
-        "institution": party.institution,
-        "role": party.role,
-        "share": _ratio_text(party.share),
-        # null, not []: an empty tier list is refused on input, null means "flat share".
-        "share_tiers": [
-            {"up_to": _yuan_text(tier.up_to_fen), "share": _ratio_text(tier.share)}
-            for tier in party.share_tiers
-        ] or None,
-        "pays_first": party.pays_first,
-        "caps": {
-            "per_claim": _yuan_text(caps.per_claim_fen),
-            "per_borrower_year": _yuan_text(caps.per_borrower_year_fen),
-            "per_bank_year": _yuan_text(caps.per_bank_year_fen),
-            "per_program_year": _yuan_text(caps.per_program_year_fen),
-            "portfolio_cap_rate": _ratio_text(caps.portfolio_cap_rate),
-            "fund_balance": caps.fund_balance,
-        },
-        "recoveries_to": party.recoveries_to,
-    }
-
-
-def _subsidy_to_dict(rule: SubsidyRule) -> dict[str, Any]:
-    caps, eligibility = rule.caps, rule.eligibility
-    return {
-        "kind": rule.kind,
-        "method": rule.method,
-        "pct": _ratio_text(rule.pct),
-        "reference": rule.reference,
-        "reference_month": rule.reference_month,
-        "min_with_contract_rate": rule.min_with_contract_rate,
-        "caps": {
-            "pct_of_principal": _ratio_text(caps.pct_of_principal),
-            "per_loan": _yuan_text(caps.per_loan_fen),
-            "per_borrower_year": _yuan_text(caps.per_borrower_year_fen),
-            "per_borrower_total": _yuan_text(caps.per_borrower_total_fen),
-            "years": caps.years,
-        },
-        "eligibility": {
-            "max_rate_over_lpr": _ratio_text(eligibility.max_rate_over_lpr),
-            "sme_only": eligibility.sme_only,
-            "private_only": eligibility.private_only,
-            "max_revenue": _yuan_text(eligibility.max_revenue_fen),
-        },
-    }
-
-
-def _yuan_text(fen: int | None) -> str | None:
-    return None if fen is None else format_yuan(fen)
-
-
-def _ratio_text(ratio: Decimal | None) -> str | None:
-    # format "f", not str(): str(Decimal("0.00000001")) is "1E-8", which parse_ratio refuses.
-    return None if ratio is None else format(ratio, "f")
+    return TERMS.dump(terms)

@@ -75,6 +75,7 @@ from ledger import loans as loan_domain, parties, programs
 from ledger.identifiers import credit_code_check_char, patent_check_char
 from ledger.journal import SYSTEM
 from ledger.money import format_yuan
+from ledger.terms import parse_terms
 
 _ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _rng = random.Random()
@@ -131,7 +132,7 @@ def program_parties(region: str = "440100") -> dict:
 class ProgramFactory(DomainFactory):
     class Meta:
         model = staticmethod(lambda conn, terms, **kw: programs.create_program(
-            conn, raw_terms=terms, actor=SYSTEM, **kw))
+            conn, terms=parse_terms(terms, None), actor=SYSTEM, **kw))
 
     code = factory.LazyFunction(lambda: unique("prog").lower())
     name = "A city IP pledge risk-compensation scheme"
@@ -155,8 +156,8 @@ def loan_body(borrower: str, program: str, **over) -> dict:
 
 
 def make_loan(bank_id: int, borrower: str, program: str, **over) -> int:
-    return tx(lambda conn: loan_domain.create_loans(conn, bank_id, [loan_body(borrower, program, **over)],
-                                                   SYSTEM, prefix=""))[0]
+    drafts = loan_domain.parse_loans([loan_body(borrower, program, **over)])
+    return tx(lambda conn: loan_domain.create_loans(conn, bank_id, drafts, SYSTEM, prefix=""))[0]
 
 
 def format_fen(fen: int) -> str:

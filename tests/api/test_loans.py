@@ -90,19 +90,28 @@ def test_bad_patent_check_character_is_422(client, book):
     good = body["pledges"][0]["number"]
     body["pledges"][0]["number"] = good[:-1] + ("0" if good[-1] != "0" else "1")
     problem = assert_problem(book.post(client, body=body), 422)
-    assert problem["errors"][0]["field"] == "pledges.0.number"
+    assert problem["errors"][0]["field"] == "pledges[0].number"
     assert "check character" in problem["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("pledge, field", [
-    ({"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.nice_class"),
-    ({"kind": "trademark", "number": "123", "nice_class": 46, "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.nice_class"),
-    ({"kind": "design", "number": "1", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges.0.kind"),
-    ({"kind": "patent", "number": "ZL201710601862.3", "registration_no": "T"}, "pledges.0.registered_on"),
+    ({"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
+    ({"kind": "trademark", "number": "123", "nice_class": 46, "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
+    ({"kind": "design", "number": "1", "registration_no": "T", "registered_on": "2025-01-01"}, "pledges[0].kind"),
+    ({"kind": "patent", "number": "ZL201710601862.3", "registration_no": "T"}, "pledges[0].registered_on"),
+    ({"kind": "patent", "number": "ZL201710601862.3", "nice_class": 9, "registration_no": "T",
+      "registered_on": "2025-01-01"}, "pledges[0].nice_class"),
 ])
 def test_pledge_rules(client, book, pledge, field):
     problem = assert_problem(book.post(client, pledges=[pledge]), 422)
     assert field in [e["field"] for e in problem["errors"]]
+
+
+def test_a_trademark_without_a_class_says_it_is_required(client, book):
+    pledge = {"kind": "trademark", "number": "123", "registration_no": "T", "registered_on": "2025-01-01"}
+    problem = assert_problem(book.post(client, pledges=[pledge]), 422)
+    assert problem["errors"] == [{"field": "pledges[0].nice_class",
+                                  "message": "is required for a trademark: must be an integer Nice class 1 to 45"}]
 
 
 def test_same_registration_twice_is_422(client, book):
@@ -251,16 +260,16 @@ def test_batch_is_all_or_nothing_with_per_item_errors(client, book):
     bad = book.body(maturity_date="2024-01-01")
     response = book.batch(client, good + [bad])
     problem = assert_problem(response, 422)
-    assert [e["field"] for e in problem["errors"]] == ["loans.3.maturity_date"]
+    assert [e["field"] for e in problem["errors"]] == ["loans[3].maturity_date"]
     mine = {l["contract_no"] for l in client.get("/v1/loans?limit=1000", headers=book.headers).get_json()["items"]}
     assert not mine & {b["contract_no"] for b in good}
     created = book.batch(client, good)
     assert created.status_code == 201
     assert [i["contract_no"] for i in created.get_json()["loans"]] == [b["contract_no"] for b in good]
     duplicate = book.batch(client, [good[0], book.body()])
-    assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans.0.contract_no"
+    assert assert_problem(duplicate, 409)["errors"][0]["field"] == "loans[0].contract_no"
     twice = book.batch(client, [bad | {"maturity_date": "2026-01-01"}] * 2)
-    assert assert_problem(twice, 422)["errors"][0]["field"] == "loans.1.contract_no"
+    assert assert_problem(twice, 422)["errors"][0]["field"] == "loans[1].contract_no"
 
 
 def test_batch_size_limit(client, book):
@@ -364,7 +373,7 @@ def test_a_patent_under_a_live_pledge_is_not_pledged_again(client, book):
     patent = first["pledges"][0]["number"]
     again = book.body(pledges=[dict(book.body()["pledges"][0], number=patent[2:])])  # the same patent, no "ZL"
     problem = assert_problem(book.post(client, body=again), 409)
-    assert problem["errors"][0]["field"] == "pledges.0.number"
+    assert problem["errors"][0]["field"] == "pledges[0].number"
     assert f"loan {first['id']} (contract {first['contract_no']})" in problem["errors"][0]["message"]
     # the same borrower re-pledging it in a second live loan: refused all the same (it was
     # this borrower's loan above); another borrower of another bank: refused without naming the loan
@@ -388,7 +397,7 @@ def test_a_patent_twice_in_one_batch_is_422(client, book):
     one, two = book.body(), book.body()
     two["pledges"][0]["number"] = one["pledges"][0]["number"]
     problem = assert_problem(book.batch(client, [one, two]), 422)
-    assert [e["field"] for e in problem["errors"]] == ["loans.1.pledges.0.number"]
+    assert [e["field"] for e in problem["errors"]] == ["loans[1].pledges[0].number"]
     assert "item 0 of this batch" in problem["errors"][0]["message"]
 
 
@@ -442,7 +451,7 @@ def test_loans_refuse_lookalike_money_and_dates(client, book, change, field):
 def test_pledges_refuse_iso_week_dates(client, book):
     body = book.body()
     body["pledges"][0]["registered_on"] = "2025-W08-4"
-    assert assert_problem(book.post(client, body=body), 422)["errors"][0]["field"] == "pledges.0.registered_on"
+    assert assert_problem(book.post(client, body=body), 422)["errors"][0]["field"] == "pledges[0].registered_on"
 
 
 @pytest.mark.parametrize("principal, interest, paid_on, field", [

@@ -133,10 +133,10 @@ def test_programme_validation(client, engine):
     admin = auth("admin")
     terms = api_terms(**program_parties())
     cases = {
-        "terms.parties.0.institution": {**terms, "parties": [{**terms["parties"][0], "institution": "NOBODY"}]},
-        "terms.parties.0.share": {**terms, "parties": [{**terms["parties"][0], "share": "1.5"}]},
+        "terms.parties[0].institution": {**terms, "parties": [{**terms["parties"][0], "institution": "NOBODY"}]},
+        "terms.parties[0].share": {**terms, "parties": [{**terms["parties"][0], "share": "1.5"}]},
         "terms.parties": {**terms, "parties": [{**terms["parties"][0], "share": "0.60"}, terms["parties"][1]]},
-        "terms.parties.1.share_tiers.1.up_to": {**terms, "parties": [terms["parties"][0], {
+        "terms.parties[1].share_tiers[1].up_to": {**terms, "parties": [terms["parties"][0], {
             **terms["parties"][1], "share_tiers": [{"up_to": "5000000.00", "share": "0.5"},
                                                    {"up_to": "1000000.00", "share": "0.4"},
                                                    {"up_to": None, "share": "0.3"}]}]},

@@ -156,9 +156,9 @@ def test_patent_number_bad_form(number):
 def test_patent_number_wrong_digit_count(digits):
     number = f"{digits}.0"
     with pytest.raises(Invalid) as excinfo:
-        normalize_patent_number(number, field="pledges.0.number")
+        normalize_patent_number(number, field="pledges[0].number")
     [(field, message)] = field_errors(excinfo)
-    assert field == "pledges.0.number"
+    assert field == "pledges[0].number"
     assert f"got {len(digits)}" in message
 
 

@@ -10,6 +10,8 @@ import time
 from datetime import date, timedelta
 
 import pytest
+
+from ledger.terms import parse_terms
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from ledger import chain, programs
 from ledger.errors import Conflict, DomainError, Invalid
 from ledger.journal import SYSTEM
-from ledger.loans import (closed_on_of, create_loans, outstanding_fen, record_fee, record_repayment,
+from ledger.loans import (closed_on_of, create_loans, parse_loans, outstanding_fen, record_fee, record_repayment,
                           repayable_fen, with_movement)
 from ledger.money import MAX_FEN
 from ledger.schema import loans, pledges
@@ -217,12 +219,12 @@ def test_a_loan_being_created_waits_for_a_new_version(engine, backend):
     program = ProgramFactory()
     bank = InstitutionFactory()
     code = BorrowerFactory(bank_id=bank.id).facts.credit_code
-    terms = api_terms(**program_parties())
+    terms = parse_terms(api_terms(**program_parties()), None)
     result = {}
 
     def post_loan():
         try:
-            [loan_id] = tx(lambda conn: create_loans(conn, bank.id, [loan_body(code, program.code)], SYSTEM, prefix=""))
+            [loan_id] = tx(lambda conn: create_loans(conn, bank.id, parse_loans([loan_body(code, program.code)]), SYSTEM, prefix=""))
             result["version"] = tx(lambda conn: conn.execute(text(
                 "SELECT v.version FROM loans l JOIN program_versions v ON v.id = l.program_version_id "
                 "WHERE l.id = :id"), {"id": loan_id}).scalar_one())
@@ -249,7 +251,7 @@ def test_a_version_waits_for_loans_being_created(engine, backend):
     program = ProgramFactory()
     bank = InstitutionFactory()
     code = BorrowerFactory(bank_id=bank.id).facts.credit_code
-    terms = api_terms(**program_parties())
+    terms = parse_terms(api_terms(**program_parties()), None)
     outcome = {}
 
     def add_version():
@@ -261,7 +263,7 @@ def test_a_version_waits_for_loans_being_created(engine, backend):
 
     with engine.connect() as conn:
         trans = conn.begin()
-        create_loans(conn, bank.id, [loan_body(code, program.code)], SYSTEM, prefix="")
+        create_loans(conn, bank.id, parse_loans([loan_body(code, program.code)]), SYSTEM, prefix="")
         worker = threading.Thread(target=add_version)
         worker.start()
         time.sleep(0.5)
@@ -275,7 +277,7 @@ def test_every_loan_is_bound_to_the_version_in_force_on_its_start(engine):
     program = ProgramFactory()
     bank = InstitutionFactory()
     code = BorrowerFactory(bank_id=bank.id).facts.credit_code
-    terms = api_terms(**program_parties())
+    terms = parse_terms(api_terms(**program_parties()), None)
     starts = ["2019-06-01", "2021-03-01", "2022-07-01", "2024-02-01", "2025-03-01"]
     for number, start in enumerate(starts):
         make_loan(bank.id, code, program.code, start_date=start, maturity_date="2026-12-31")

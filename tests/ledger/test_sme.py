@@ -292,7 +292,7 @@ def test_a_loan_freezes_the_class_of_its_start_date(engine, tmp_path, monkeypatc
     from sqlalchemy import select
 
     from ledger.journal import SYSTEM
-    from ledger.loans import create_loans
+    from ledger.loans import create_loans, parse_loans
     from ledger.parties import BorrowerFacts, upsert_borrower
     from ledger.schema import loans
     from tests.factories import InstitutionFactory, ProgramFactory, loan_body, tx
@@ -312,7 +312,7 @@ def test_a_loan_freezes_the_class_of_its_start_date(engine, tmp_path, monkeypatc
 
     def lend(start: str) -> int:
         body = loan_body(firm.credit_code, program.code, start_date=start, maturity_date="2026-12-31")
-        return tx(lambda conn: create_loans(conn, bank.id, [body], SYSTEM, prefix=""))[0]
+        return tx(lambda conn: create_loans(conn, bank.id, parse_loans([body]), SYSTEM, prefix=""))[0]
 
     def frozen(loan_id: int) -> tuple:
         return tuple(tx(lambda conn: conn.execute(select(loans.c.borrower_size_class, loans.c.borrower_sme,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import Invalid
+from ledger.errors import Invalid, path_parts
 from ledger.money import MAX_FEN, format_yuan
 from ledger.terms import (
     Coverage,
@@ -235,12 +235,12 @@ def test_parties_are_required_but_may_be_empty():
 @pytest.mark.parametrize("where, field", [
     (lambda raw: raw, "terms.loss_bse"),
     (lambda raw: raw["coverage"], "terms.coverage.loss_bse"),
-    (lambda raw: raw["parties"][1], "terms.parties.1.loss_bse"),
-    (lambda raw: raw["parties"][0]["caps"], "terms.parties.0.caps.loss_bse"),
-    (lambda raw: raw["parties"][1]["share_tiers"][0], "terms.parties.1.share_tiers.0.loss_bse"),
-    (lambda raw: raw["subsidies"][2], "terms.subsidies.2.loss_bse"),
-    (lambda raw: raw["subsidies"][0]["caps"], "terms.subsidies.0.caps.loss_bse"),
-    (lambda raw: raw["subsidies"][0]["eligibility"], "terms.subsidies.0.eligibility.loss_bse"),
+    (lambda raw: raw["parties"][1], "terms.parties[1].loss_bse"),
+    (lambda raw: raw["parties"][0]["caps"], "terms.parties[0].caps.loss_bse"),
+    (lambda raw: raw["parties"][1]["share_tiers"][0], "terms.parties[1].share_tiers[0].loss_bse"),
+    (lambda raw: raw["subsidies"][2], "terms.subsidies[2].loss_bse"),
+    (lambda raw: raw["subsidies"][0]["caps"], "terms.subsidies[0].caps.loss_bse"),
+    (lambda raw: raw["subsidies"][0]["eligibility"], "terms.subsidies[0].eligibility.loss_bse"),
 ])
 def test_unknown_key_anywhere_is_an_error(where, field):
     raw = example()
@@ -253,7 +253,7 @@ def test_unknown_key_anywhere_is_an_error(where, field):
 def test_bad_money_is_refused_with_its_path(value):
     raw = example()
     raw["parties"][0]["caps"]["per_claim"] = value
-    assert only_error(raw)[0] == "terms.parties.0.caps.per_claim"
+    assert only_error(raw)[0] == "terms.parties[0].caps.per_claim"
 
 
 def test_float_money_is_refused():
@@ -263,13 +263,13 @@ def test_float_money_is_refused():
 
 
 @pytest.mark.parametrize("field, set_value", [
-    ("terms.parties.0.caps.per_claim",
+    ("terms.parties[0].caps.per_claim",
      lambda raw: raw["parties"][0]["caps"].update(per_claim="-1.00")),
     ("terms.coverage.max_covered_principal_per_borrower_year",
      lambda raw: raw["coverage"].update(max_covered_principal_per_borrower_year="-0.01")),
-    ("terms.subsidies.0.caps.per_borrower_year",
+    ("terms.subsidies[0].caps.per_borrower_year",
      lambda raw: raw["subsidies"][0]["caps"].update(per_borrower_year=-5)),
-    ("terms.subsidies.0.eligibility.max_revenue",
+    ("terms.subsidies[0].eligibility.max_revenue",
      lambda raw: raw["subsidies"][0]["eligibility"].update(max_revenue="-100")),
 ])
 def test_negative_caps_are_refused(field, set_value):
@@ -304,18 +304,18 @@ def test_bools_must_be_json_bools(value):
     raw = example()
     raw["parties"][0]["pays_first"] = value
     raw["coverage"]["require_stated_ip_share"] = value
-    assert set(errors_of(raw)) == {"terms.parties.0.pays_first",
+    assert set(errors_of(raw)) == {"terms.parties[0].pays_first",
                                    "terms.coverage.require_stated_ip_share"}
 
 
 @pytest.mark.parametrize("field, set_value", [
     ("terms.loss_base", lambda raw: raw.update(loss_base="interest")),
     ("terms.coverage.ip_share", lambda raw: raw["coverage"].update(ip_share="ip_only")),
-    ("terms.parties.0.role", lambda raw: raw["parties"][0].update(role="bank")),
-    ("terms.subsidies.0.kind", lambda raw: raw["subsidies"][0].update(kind="fee")),
-    ("terms.subsidies.0.method", lambda raw: raw["subsidies"][0].update(method="flat")),
-    ("terms.subsidies.1.reference", lambda raw: raw["subsidies"][1].update(reference="SHIBOR")),
-    ("terms.subsidies.1.reference_month",
+    ("terms.parties[0].role", lambda raw: raw["parties"][0].update(role="bank")),
+    ("terms.subsidies[0].kind", lambda raw: raw["subsidies"][0].update(kind="fee")),
+    ("terms.subsidies[0].method", lambda raw: raw["subsidies"][0].update(method="flat")),
+    ("terms.subsidies[1].reference", lambda raw: raw["subsidies"][1].update(reference="SHIBOR")),
+    ("terms.subsidies[1].reference_month",
      lambda raw: raw["subsidies"][1].update(reference_month="june")),
 ])
 def test_enumerations(field, set_value):
@@ -325,17 +325,16 @@ def test_enumerations(field, set_value):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("terms.parties", {}), ("terms.subsidies", "none"), ("terms.parties.0", "PICC-GZ"),
-    ("terms.coverage", []), ("terms.parties.1.share_tiers", {"up_to": None}),
+    ("terms.parties", {}), ("terms.subsidies", "none"), ("terms.parties[0]", "PICC-GZ"),
+    ("terms.coverage", []), ("terms.parties[1].share_tiers", {"up_to": None}),
 ])
 def test_containers_must_have_their_json_type(field, value):
     raw = example()
-    parts = field.split(".")[1:]
+    parts = path_parts(field)[1:]
     target = raw
     for part in parts[:-1]:
-        target = target[int(part)] if part.isdigit() else target[part]
-    last = parts[-1]
-    target[int(last) if last.isdigit() else last] = value
+        target = target[part]
+    target[parts[-1]] = value
     assert field in errors_of(raw)
 
 
@@ -349,7 +348,7 @@ def test_every_error_is_reported_at_once():
         parse_terms(raw, KINDS)
     assert [error.field for error in caught.value.errors] == [
         "terms.loss_base", "terms.coverage.min_ip_share",
-        "terms.parties.1.share_tiers.0.up_to", "terms.subsidies.2.caps.years"]
+        "terms.parties[1].share_tiers[0].up_to", "terms.subsidies[2].caps.years"]
     assert "terms.loss_base" in caught.value.detail
 
 
@@ -360,7 +359,7 @@ def test_every_error_is_reported_at_once():
 @pytest.mark.parametrize("share", ["1.01", "-0.1", "abc", 0.3, "", "0.123456789", None, True])
 def test_bad_share(share):
     raw = with_parties(flat("PICC-GZ", "insurer", share))
-    assert only_error(raw)[0] == "terms.parties.0.share"
+    assert only_error(raw)[0] == "terms.parties[0].share"
 
 
 @pytest.mark.parametrize("share", ["0", "1", "1.00000000", "0.5"])
@@ -426,14 +425,14 @@ def test_share_and_tiers_together_tiers_win():
 
 def test_share_is_required_without_tiers():
     raw = with_parties({"institution": "PICC-GZ", "role": "insurer"})
-    assert only_error(raw)[0] == "terms.parties.0.share"
+    assert only_error(raw)[0] == "terms.parties[0].share"
 
 
 def test_tiers_out_of_order():
     raw = with_parties(tiered("GZ-POOL", "pool",
                               [("500.00", "0.5"), ("100.00", "0.4"), (None, "0.3")]))
     field, message = only_error(raw)
-    assert field == "terms.parties.0.share_tiers.1.up_to"
+    assert field == "terms.parties[0].share_tiers[1].up_to"
     assert "500.00" in message
 
 
@@ -442,32 +441,32 @@ def test_tiers_with_equal_bounds_are_out_of_order():
     raw["parties"][1]["share_tiers"] = [{"up_to": "5", "share": "0.5"},
                                         {"up_to": "5.00", "share": "0.4"},
                                         {"up_to": None, "share": "0.4"}]
-    assert only_error(raw)[0] == "terms.parties.1.share_tiers.1.up_to"
+    assert only_error(raw)[0] == "terms.parties[1].share_tiers[1].up_to"
 
 
 def test_last_tier_must_be_unbounded():
     raw = with_parties(tiered("GZ-POOL", "pool", [("100.00", "0.5"), ("200.00", "0.4")]))
     field, message = only_error(raw)
-    assert field == "terms.parties.0.share_tiers.1.up_to" and "null" in message
+    assert field == "terms.parties[0].share_tiers[1].up_to" and "null" in message
 
 
 def test_only_the_last_tier_may_be_unbounded():
     raw = with_parties(tiered("GZ-POOL", "pool", [(None, "0.5"), (None, "0.4")]))
-    assert only_error(raw)[0] == "terms.parties.0.share_tiers.0.up_to"
+    assert only_error(raw)[0] == "terms.parties[0].share_tiers[0].up_to"
 
 
 def test_tiers_must_not_be_empty_but_null_means_flat():
     assert only_error(with_parties(tiered("GZ-POOL", "pool", [])))[0] == \
-        "terms.parties.0.share_tiers"
+        "terms.parties[0].share_tiers"
     raw = with_parties(flat("GZ-POOL", "pool", "0.5", share_tiers=None))
     assert parse_terms(raw, KINDS).parties[0].share_tiers == ()
 
 
 @pytest.mark.parametrize("tier, field", [
-    ({"share": "0.5"}, "terms.parties.0.share_tiers.0.up_to"),  # up_to is required
-    ({"up_to": "0", "share": "0.5"}, "terms.parties.0.share_tiers.0.up_to"),
-    ({"up_to": "100", "share": "1.5"}, "terms.parties.0.share_tiers.0.share"),
-    ({"up_to": "100"}, "terms.parties.0.share_tiers.0.share"),
+    ({"share": "0.5"}, "terms.parties[0].share_tiers[0].up_to"),  # up_to is required
+    ({"up_to": "0", "share": "0.5"}, "terms.parties[0].share_tiers[0].up_to"),
+    ({"up_to": "100", "share": "1.5"}, "terms.parties[0].share_tiers[0].share"),
+    ({"up_to": "100"}, "terms.parties[0].share_tiers[0].share"),
 ])
 def test_bad_tier(tier, field):
     raw = with_parties({"institution": "GZ-POOL", "role": "pool",
@@ -478,7 +477,7 @@ def test_bad_tier(tier, field):
 def test_at_most_twenty_tiers():
     tiers = [(f"{n}.00", "0.1") for n in range(1, 21)] + [(None, "0.1")]
     assert only_error(with_parties(tiered("GZ-POOL", "pool", tiers)))[0] == \
-        "terms.parties.0.share_tiers"
+        "terms.parties[0].share_tiers"
     parse_terms(with_parties(tiered("GZ-POOL", "pool", tiers[1:])), KINDS)
 
 
@@ -504,13 +503,13 @@ def test_ratio_for_three_tiers_and_flat():
 def test_unknown_institution():
     raw = example()
     raw["parties"][0]["institution"] = "PICC-SZ"
-    assert only_error(raw) == ("terms.parties.0.institution", "unknown institution PICC-SZ")
+    assert only_error(raw) == ("terms.parties[0].institution", "unknown institution PICC-SZ")
 
 
 def test_unknown_recoveries_to():
     raw = example()
     raw["parties"][1]["recoveries_to"] = "SZ-TREASURY"
-    assert only_error(raw) == ("terms.parties.1.recoveries_to", "unknown institution SZ-TREASURY")
+    assert only_error(raw) == ("terms.parties[1].recoveries_to", "unknown institution SZ-TREASURY")
 
 
 def test_recoveries_to_may_be_any_kind():
@@ -522,42 +521,66 @@ def test_recoveries_to_may_be_any_kind():
 def test_institution_kind_must_equal_role():
     raw = example()
     raw["parties"][0]["institution"] = "ICBC-GZ"
-    assert only_error(raw) == ("terms.parties.0.institution", "ICBC-GZ is a bank, not an insurer")
+    assert only_error(raw) == ("terms.parties[0].institution", "ICBC-GZ is a bank, not an insurer")
     raw = with_parties(flat("PICC-GZ", "appraiser", "0.1"))
-    assert only_error(raw) == ("terms.parties.0.institution",
+    assert only_error(raw) == ("terms.parties[0].institution",
                                "PICC-GZ is an insurer, not an appraiser")
 
 
 @pytest.mark.parametrize("code", ["", 7, "X" * 41, ["PICC-GZ"]])
 def test_institution_code_shape(code):
     raw = with_parties(flat(code, "insurer", "0.1"))
-    assert only_error(raw, None)[0] == "terms.parties.0.institution"
+    assert only_error(raw, None)[0] == "terms.parties[0].institution"
 
 
 def test_duplicate_party():
     raw = with_parties(flat("PICC-GZ", "insurer", "0.2"), flat("GZ-POOL", "pool", "0.2"),
                        flat("PICC-GZ", "insurer", "0.1"))
     field, message = only_error(raw)
-    assert field == "terms.parties.2.institution" and "party 0" in message
+    assert field == "terms.parties[2].institution" and "party 0" in message
 
 
 def test_two_pays_first():
     raw = example()
     raw["parties"][1]["pays_first"] = True
     field, message = only_error(raw)
-    assert field == "terms.parties.1.pays_first" and "party 0" in message
+    assert field == "terms.parties[1].pays_first" and "party 0" in message
+
+
+def test_rules_across_parties_also_read_a_party_with_other_errors():
+    """One round trip: the duplicate and second payer are reported beside the broken share."""
+    raw = with_parties(flat("PICC-GZ", "insurer", "0.2", pays_first=True),
+                       flat("PICC-GZ", "insurer", "abc", pays_first=True),
+                       flat("GZ-POOL", "pool", "0.1"))
+    assert errors_of(raw).keys() == {"terms.parties[1].share", "terms.parties[1].institution",
+                                     "terms.parties[1].pays_first"}
+
+
+def test_shares_of_the_parties_that_loaded_are_summed_beside_other_errors():
+    raw = with_parties(flat("PICC-GZ", "insurer", "0.6"), flat("GZ-POOL", "pool", "0.6"),
+                       flat("GZ-GUAR", "guarantor", "0.1", caps={"per_clam": "1"}))
+    errors = errors_of(raw)
+    assert errors.keys() == {"terms.parties", "terms.parties[2].caps.per_clam"}
+    assert "sum to 1.2" in errors["terms.parties"]
+
+
+def test_references_are_checked_once_the_form_is_right():
+    raw = with_parties(flat("NOBODY", "insurer", "0.2"), flat("GZ-POOL", "pool", "1.5"))
+    assert errors_of(raw).keys() == {"terms.parties[1].share"}
+    raw["parties"][1]["share"] = "0.5"
+    assert only_error(raw) == ("terms.parties[0].institution", "unknown institution NOBODY")
 
 
 def test_fund_balance_is_for_pools_only():
     raw = example()
     raw["parties"][0]["caps"]["fund_balance"] = True
-    assert only_error(raw)[0] == "terms.parties.0.caps.fund_balance"
+    assert only_error(raw)[0] == "terms.parties[0].caps.fund_balance"
 
 
 def test_portfolio_cap_rate_is_a_ratio():
     raw = example()
     raw["parties"][1]["caps"]["portfolio_cap_rate"] = "1.2"
-    assert only_error(raw)[0] == "terms.parties.1.caps.portfolio_cap_rate"
+    assert only_error(raw)[0] == "terms.parties[1].caps.portfolio_cap_rate"
     raw["parties"][1]["caps"]["portfolio_cap_rate"] = "0.08"
     assert parse_terms(raw, KINDS).parties[1].caps.portfolio_cap_rate == Decimal("0.08")
 
@@ -582,25 +605,25 @@ def test_min_ip_share_is_a_ratio():
 def test_pct_of_reference_rate_is_for_interest_only():
     raw = with_subsidy(kind="premium", method="pct_of_reference_rate", pct="0.2",
                        reference="LPR1Y", reference_month="month_before_start")
-    assert only_error(raw)[0] == "terms.subsidies.0.method"
+    assert only_error(raw)[0] == "terms.subsidies[0].method"
 
 
 def test_missing_reference_month():
     raw = with_subsidy(kind="interest", method="pct_of_reference_rate", pct="0.2",
                        reference="LPR1Y")
-    assert only_error(raw)[0] == "terms.subsidies.0.reference_month"
+    assert only_error(raw)[0] == "terms.subsidies[0].reference_month"
 
 
 def test_missing_reference():
     raw = with_subsidy(kind="interest", method="pct_of_reference_rate", pct="0.2",
                        reference_month="month_before_start")
-    assert only_error(raw)[0] == "terms.subsidies.0.reference"
+    assert only_error(raw)[0] == "terms.subsidies[0].reference"
 
 
 @pytest.mark.parametrize("extra, field", [
-    ({"reference": "LPR1Y"}, "terms.subsidies.0.reference"),
-    ({"reference_month": "december_of_year"}, "terms.subsidies.0.reference_month"),
-    ({"min_with_contract_rate": True}, "terms.subsidies.0.min_with_contract_rate"),
+    ({"reference": "LPR1Y"}, "terms.subsidies[0].reference"),
+    ({"reference_month": "december_of_year"}, "terms.subsidies[0].reference_month"),
+    ({"min_with_contract_rate": True}, "terms.subsidies[0].min_with_contract_rate"),
 ])
 def test_reference_fields_are_refused_for_pct_of_paid(extra, field):
     raw = with_subsidy(kind="interest", method="pct_of_paid", pct="0.4", **extra)
@@ -614,10 +637,10 @@ def test_reference_fields_may_be_null_or_false_for_pct_of_paid():
 
 
 @pytest.mark.parametrize("rule, field", [
-    ({"method": "pct_of_paid", "pct": "0.4"}, "terms.subsidies.0.kind"),
-    ({"kind": "premium", "pct": "0.4"}, "terms.subsidies.0.method"),
-    ({"kind": "premium", "method": "pct_of_paid"}, "terms.subsidies.0.pct"),
-    ({"kind": "premium", "method": "pct_of_paid", "pct": "1.5"}, "terms.subsidies.0.pct"),
+    ({"method": "pct_of_paid", "pct": "0.4"}, "terms.subsidies[0].kind"),
+    ({"kind": "premium", "pct": "0.4"}, "terms.subsidies[0].method"),
+    ({"kind": "premium", "method": "pct_of_paid"}, "terms.subsidies[0].pct"),
+    ({"kind": "premium", "method": "pct_of_paid", "pct": "1.5"}, "terms.subsidies[0].pct"),
 ])
 def test_subsidy_required_fields_and_pct_range(rule, field):
     assert only_error(with_subsidy(**rule))[0] == field
@@ -631,13 +654,13 @@ def test_subsidy_cap_years(years, ok):
     if ok:
         assert parse_terms(raw, KINDS).subsidies[0].caps.years == years
     else:
-        assert only_error(raw)[0] == "terms.subsidies.0.caps.years"
+        assert only_error(raw)[0] == "terms.subsidies[0].caps.years"
 
 
 def test_subsidy_cap_pct_of_principal_is_a_ratio():
     raw = with_subsidy(kind="premium", method="pct_of_paid", pct="0.5",
                        caps={"pct_of_principal": "2"})
-    assert only_error(raw)[0] == "terms.subsidies.0.caps.pct_of_principal"
+    assert only_error(raw)[0] == "terms.subsidies[0].caps.pct_of_principal"
 
 
 @pytest.mark.parametrize("value, ok", [
@@ -650,7 +673,7 @@ def test_max_rate_over_lpr_is_positive_and_may_exceed_one(value, ok):
     if ok:
         assert parse_terms(raw, KINDS).subsidies[0].eligibility.max_rate_over_lpr == Decimal(value)
     else:
-        assert only_error(raw)[0] == "terms.subsidies.0.eligibility.max_rate_over_lpr"
+        assert only_error(raw)[0] == "terms.subsidies[0].eligibility.max_rate_over_lpr"
 
 
 def test_at_most_twenty_subsidy_rules():
