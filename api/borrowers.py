@@ -7,6 +7,7 @@ from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Money, Region
 from api.idempotency import write
+from api.openapi import Output
 from ledger import parties
 from ledger.sme import INDUSTRIES
 
@@ -27,7 +28,7 @@ class BorrowerIn(Schema):
                              metadata={"description": "not state-controlled"})
 
 
-class BorrowerOut(Schema):
+class BorrowerOut(Output):
     id = fields.Integer()
     credit_code = fields.String()
     name = fields.String()

@@ -8,6 +8,7 @@ from api.csv_export import csv_list
 from api.db import read, tx
 from api.fields import Region
 from api.idempotency import write
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from ledger import institutions as domain
 from ledger.identifiers import region_prefix
@@ -25,7 +26,7 @@ class InstitutionIn(Schema):
     region = Region(required=True)
 
 
-class InstitutionOut(Schema):
+class InstitutionOut(Output):
     id = fields.Integer()
     code = fields.String()
     name = fields.String()

@@ -1,11 +1,12 @@
 """`/v1/journal` (entries with postings, in order) and `/v1/audit/verify`."""
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list, postings_rows
 from api.db import read
 from api.fields import Money, UtcTimestamp
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import chain, reads
@@ -14,7 +15,7 @@ blp = Blueprint("journal", __name__, url_prefix="/v1",
                 description="The journal and its integrity proof")
 
 
-class PostingOut(Schema):
+class PostingOut(Output):
     id = fields.Integer()
     account = fields.Integer(attribute="account_id")
     account_code = fields.String()
@@ -23,7 +24,7 @@ class PostingOut(Schema):
     currency = fields.String()
 
 
-class EntryOut(Schema):
+class EntryOut(Output):
     id = fields.Integer()
     kind = fields.String()
     effective_on = fields.Date()
@@ -34,13 +35,13 @@ class EntryOut(Schema):
     postings = fields.List(fields.Nested(PostingOut))
 
 
-class ChainBreakOut(Schema):
+class ChainBreakOut(Output):
     seq = fields.Integer()
     entry_id = fields.Integer()
     reason = fields.String()
 
 
-class VerifyOut(Schema):
+class VerifyOut(Output):
     entries = fields.Integer()
     postings = fields.Integer()
     balanced = fields.Boolean()

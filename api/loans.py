@@ -13,6 +13,7 @@ from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
 from api.fields import Money, Ratio, Region, UtcTimestamp
 from api.idempotency import write
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import loans
@@ -60,7 +61,7 @@ class LoanBatchIn(Schema):
                         metadata={"description": f"1 to {loans.MAX_BATCH} loans, all or nothing"})
 
 
-class PledgeOut(Schema):
+class PledgeOut(Output):
     kind = fields.String()
     number = fields.String()
     nice_class = fields.Integer(allow_none=True)
@@ -69,13 +70,13 @@ class PledgeOut(Schema):
     appraised_value = Money(attribute="appraised_value_fen", allow_none=True)
 
 
-class EventPostingOut(Schema):
+class EventPostingOut(Output):
     account = fields.Integer()
     account_code = fields.String()
     amount = Money(attribute="amount_fen", allow_negative=True)
 
 
-class EventOut(Schema):
+class EventOut(Output):
     entry = fields.Integer()
     kind = fields.String()
     effective_on = fields.Date()
@@ -85,7 +86,7 @@ class EventOut(Schema):
     postings = fields.List(fields.Nested(EventPostingOut))
 
 
-class LoanOut(Schema):
+class LoanOut(Output):
     id = fields.Integer()
     contract_no = fields.String()
     bank = fields.String()
@@ -114,12 +115,12 @@ class LoanDetailOut(LoanOut):
     events = fields.List(fields.Nested(EventOut))
 
 
-class BatchItemOut(Schema):
+class BatchItemOut(Output):
     id = fields.Integer()
     contract_no = fields.String()
 
 
-class BatchOut(Schema):
+class BatchOut(Output):
     count = fields.Integer()
     loans = fields.List(fields.Nested(BatchItemOut))
 
@@ -136,7 +137,7 @@ class RepaymentIn(Schema):
     interest = Money(required=True)
 
 
-class RepaymentOut(Schema):
+class RepaymentOut(Output):
     entry = fields.Integer()
     loan = fields.Integer()
     paid_on = fields.Date()
@@ -152,7 +153,7 @@ class FeeIn(Schema):
     paid_on = fields.Date(required=True)
 
 
-class FeeOut(Schema):
+class FeeOut(Output):
     entry = fields.Integer()
     loan = fields.Integer()
     kind = fields.String()

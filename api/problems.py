@@ -10,9 +10,10 @@ import json
 import logging
 
 from flask import Response, g
-from marshmallow import Schema, fields
+from marshmallow import fields
 from werkzeug.exceptions import HTTPException
 
+from api.openapi import Output
 from ledger.errors import Conflict, DomainError, Invalid, NotFound
 
 log = logging.getLogger("ipledger.api")
@@ -21,28 +22,43 @@ TYPE_PREFIX = "urn:ipledger:problem:"
 DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError, 422))
 
 
-class FieldErrorSchema(Schema):
+class FieldErrorSchema(Output):
     field = fields.String(metadata={"example": "pledges.0.number"})
     message = fields.String(metadata={"example": "check character should be '3', got '4'"})
 
 
-class ProblemSchema(Schema):
+class ProblemSchema(Output):
     """RFC 9457 problem details."""
 
     class Meta:
         name = "Problem"
 
-    type = fields.String(metadata={"example": "urn:ipledger:problem:validation-error"})
+    type = fields.String(metadata={"example": "urn:ipledger:problem:validation-error",
+                                   "description": "urn:ipledger:problem:<slug>; the slug is stable"})
     title = fields.String()
     status = fields.Integer()
     detail = fields.String()
-    request_id = fields.String(metadata={"description": "quote it when reporting a problem"})
-    errors = fields.List(fields.Nested(FieldErrorSchema), metadata={"description": "validation only"})
+    request_id = fields.String(allow_none=True, metadata={"description": "quote it when reporting a problem"})
+    errors = fields.List(fields.Nested(FieldErrorSchema),
+                         metadata={"description": "validation only: each rejected field and why",
+                                   "optional": True})
+
+
+# The slug of errors that carry no kind of their own (HTTP-level refusals, abort()s): one
+# `urn:ipledger:problem:` scheme for every error, never about:blank.
+STATUS_KINDS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+                405: "method-not-allowed", 406: "not-acceptable", 409: "conflict",
+                413: "request-too-large", 415: "unsupported-media-type", 422: "validation-error",
+                500: "internal-error", 503: "unavailable"}
+
+
+def kind_for_status(status: int) -> str:
+    return STATUS_KINDS.get(status) or f"http-{status}"
 
 
 def problem(status: int, title: str, detail: str, kind: str | None = None,
             errors: list[dict] | None = None, headers: dict | None = None) -> Response:
-    body = {"type": f"{TYPE_PREFIX}{kind}" if kind else "about:blank", "title": title,
+    body = {"type": f"{TYPE_PREFIX}{kind or kind_for_status(status)}", "title": title,
             "status": status, "detail": detail, "request_id": g.get("request_id")}
     if errors:
         body["errors"] = errors

@@ -7,6 +7,7 @@ from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Ratio
 from api.idempotency import write
+from api.openapi import Output
 from ledger import rates
 
 blp = Blueprint("reference-rates", __name__, url_prefix="/v1/reference-rates",
@@ -19,13 +20,13 @@ class RateIn(Schema):
                                                   "description": "a decimal: 0.0300 is 3.00% a year"})
 
 
-class RateOut(Schema):
+class RateOut(Output):
     name = fields.String()
     month = fields.String()
     rate = Ratio()
 
 
-class RateList(Schema):
+class RateList(Output):
     name = fields.String()
     items = fields.List(fields.Nested(RateOut))
     next = fields.String(allow_none=True, metadata={"description": "always null: the list is short"})

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from sqlalchemy import Engine
 
 from ledger.db import run_in_transaction
-from ledger.errors import DomainError, FieldError, Invalid
+from ledger.errors import DomainError, FieldError, Invalid, with_article
 from ledger.institutions import get_institution
 from ledger.journal import SYSTEM, Actor
 from ledger.loans import MAX_BATCH, create_loans
@@ -111,7 +111,7 @@ def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Act
     def work(conn):
         bank = get_institution(conn, bank_code)
         if bank.kind != "bank":
-            raise Invalid.field("bank", f"{bank_code} is a {bank.kind}, not a bank")
+            raise Invalid.field("bank", f"{bank_code} is {with_article(bank.kind)}, not a bank")
         for start in range(0, len(csv_loans), CHUNK):
             chunk = csv_loans[start:start + CHUNK]
             try:

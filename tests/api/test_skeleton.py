@@ -219,7 +219,7 @@ def test_openapi_documents_the_contract(client):
     spec = client.get("/openapi.json").get_json()
     for path, methods in API_PATHS.items():
         assert methods <= set(spec["paths"].get(path, {})), path
-    problem = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]
+    problem = spec["paths"]["/v1/institutions"]["post"]["responses"]["422"]["content"]
     assert problem["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
     repay = spec["paths"]["/v1/loans/{loan_id}/repayments"]["post"]
     [header] = [p for p in repay["parameters"] if p["name"] == "Idempotency-Key"]
