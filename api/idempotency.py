@@ -164,7 +164,8 @@ def _replay(stored: store.StoredOutcome, print_: str) -> Response:
     if stored.fingerprint != print_:
         raise _Rollback(problem(
             422, "Idempotency-Key reused", "This Idempotency-Key was used for a different request "
-            f"({stored.method} {stored.path} with another body); use a new key.", "idempotency-key-reused"))
+            f"({stored.method} {stored.path} with another body); use a new key.", "idempotency-key-reused",
+            [{"field": "Idempotency-Key", "message": "already used with another body"}]))
     response = Response(stored.body, status=stored.status_code, mimetype="application/json")
     response.headers[REPLAY_HEADER] = "true"
     if stored.location:

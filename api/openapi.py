@@ -4,16 +4,21 @@
   where `allow_none`), so the document marks every field `required` (apispec renders
   `nullable: true` for `allow_none`). A field that may be absent says `metadata={"optional": True}`.
 - `ErrorResponses`, an apispec plugin, documents on every operation the errors its shape can
-  produce, so a new endpoint gets them without writing them: 401 and 503 under /v1; 404 where the
-  path names an object; 422 where a query or body is parsed; 400, 413 and 415 where a body is
-  read; 403 for the roles `@require` (api.auth) leaves out. Each is `application/problem+json`.
+  produce, so a new endpoint gets them without writing them: 400 (a NUL in the URL) everywhere;
+  401 and 503 under /v1; 404 where the path names an object; 422 where a query or body is
+  parsed; 413 and 415 where a body is read; 403 for the roles `@require` (api.auth) leaves out.
+  Each is `application/problem+json`.
   Decorators mark what they add with `x-ipledger-*` keys that the plugin turns into the document.
 - Response status keys are strings, merged when two decorators document the same status.
+- `money_input` documents request money as API.md accepts it: a yuan string or a JSON integer.
 """
 from __future__ import annotations
 
 from apispec import BasePlugin
 from marshmallow import Schema
+
+from api.fields import Money
+from ledger.money import MAX_YUAN
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -29,6 +34,23 @@ class Output(Schema):
             field_obj.required = True
 
 
+def money_input(self, field, ret, **kwargs) -> dict:
+    """apispec attribute function: a money field of a request says what `ledger.money.parse_yuan`
+    accepts, a string of yuan with at most two decimals or a JSON integer of yuan, each within
+    10^13 (API.md: Money); in a response it stays the two-decimal string."""
+    if not isinstance(field, Money):
+        return {}
+    if isinstance(field.parent, Output):
+        said = ret.get("description", "")
+        return {"description": "Yuan, a string with two decimals"} if "JSON integer" in said else {}
+    ret.pop("type", None)
+    negative = field.allow_negative
+    pattern = r"^-?[0-9]+(\.[0-9]{1,2})?$" if negative else r"^(-0+(\.0{1,2})?|[0-9]+(\.[0-9]{1,2})?)$"
+    low = -MAX_YUAN if negative else (0 if field.allow_zero else 1)
+    return {"oneOf": [{"type": "string", "pattern": pattern},
+                      {"type": "integer", "minimum": low, "maximum": MAX_YUAN}]}
+
+
 def problem_response(description: str, headers: dict | None = None) -> dict:
     response = {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
     if headers:
@@ -42,7 +64,9 @@ UNAVAILABLE = problem_response("The database connection was lost; nothing was wr
                                {"Retry-After": {"schema": {"type": "integer"}}})
 NOT_FOUND = problem_response("No such object, or one the caller may not see (existence is not disclosed)")
 UNPROCESSABLE = problem_response("Validation failed: `errors` names each field and why")
-BAD_BODY = problem_response("The body is not JSON, or a header is malformed")
+NUL_IN_URL = problem_response("The path or query holds a NUL character")
+BAD_BODY = problem_response("The body is not JSON, the path or query holds a NUL character, "
+                            "or a header is malformed")
 TOO_LARGE = problem_response("The body is larger than the service accepts")
 UNSUPPORTED = problem_response("The body is not `application/json`")
 
@@ -74,7 +98,7 @@ class ErrorResponses(BasePlugin):
 
     @staticmethod
     def _errors(path: str, operation: dict, roles, all_roles) -> dict:
-        errors = {}
+        errors = {"400": NUL_IN_URL}  # api._refuse_nul, on every request
         if path.startswith("/v1"):
             errors.update({"401": UNAUTHORIZED, "503": UNAVAILABLE})
         if roles and set(roles) != set(all_roles or ()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Response, g
+from flask import Response, current_app, g
 from marshmallow import fields
 from werkzeug.exceptions import HTTPException
 
@@ -85,6 +85,10 @@ def from_http_exception(error: HTTPException) -> Response:
         errors = flatten_messages(messages)
         return problem(400, "Bad request", errors[0]["message"] if errors else error.description,
                        "bad-request", errors)
+    if error.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        return problem(413, "Request body too large", f"The body is larger than the {limit:,} bytes "
+                       "this service accepts; send a large book in several batches.", "request-too-large")
     headers = dict(data.get("headers") or {})
     if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
