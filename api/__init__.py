@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter
 
 from api import problems
 from api.auth import authenticate_request
-from api.openapi import ErrorResponses, money_input
+from api.openapi import ErrorResponses, money_input, null_or_object
 from ledger.db import make_engine
 from ledger.errors import DomainError
 
@@ -83,7 +83,8 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
     app.extensions["ipledger.engine"] = engine or make_engine()
     app.url_map.converters["id"] = IdConverter
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
-    api.ma_plugin.converter.add_attribute_function(money_input)
+    for attribute_function in (money_input, null_or_object):
+        api.ma_plugin.converter.add_attribute_function(attribute_function)
     api.register_converter(IdConverter, lambda converter: {"type": "integer", "minimum": 1,
                                                             "maximum": MAX_ID})
     _register_hooks(app)

@@ -10,7 +10,8 @@
   Each is `application/problem+json`.
   Decorators mark what they add with `x-ipledger-*` keys that the plugin turns into the document.
 - Response status keys are strings, merged when two decorators document the same status.
-- `money_input` documents request money as API.md accepts it: a yuan string or a JSON integer.
+- `money_input` documents request money as API.md accepts it: a yuan string or a JSON integer;
+  `null_or_object` makes a nullable nested object exactly "that object or null".
 """
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def money_input(self, field, ret, **kwargs) -> dict:
     low = -MAX_YUAN if negative else (0 if field.allow_zero else 1)
     return {"oneOf": [{"type": "string", "pattern": pattern},
                       {"type": "integer", "minimum": low, "maximum": MAX_YUAN}]}
+
+
+def null_or_object(self, field, ret, **kwargs) -> dict:
+    """apispec attribute function: a nullable nested object is that object or null, exactly.
+    apispec writes `anyOf: [{type: object, nullable: true}, {$ref}]`, which also admits any
+    object (and generated clients grow a free-form type for it); the null branch is narrowed
+    to `null` alone."""
+    loose = {"type": "object", "nullable": True}
+    if loose in ret.get("anyOf", []):
+        ret["anyOf"] = [branch for branch in ret["anyOf"] if branch != loose] + [{**loose, "enum": [None]}]
+    return {}
 
 
 def problem_response(description: str, headers: dict | None = None) -> dict:

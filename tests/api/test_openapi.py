@@ -74,6 +74,12 @@ def test_response_schemas_mark_every_always_present_field_required(spec):
     assert schemas["Problem"]["properties"]["request_id"]["nullable"] is True
 
 
+def test_a_nullable_object_is_that_object_or_null_exactly(spec):
+    first_break = spec["components"]["schemas"]["VerifyOut"]["properties"]["first_break"]
+    assert first_break == {"anyOf": [{"$ref": "#/components/schemas/ChainBreakOut"},
+                                     {"type": "object", "nullable": True, "enum": [None]}]}
+
+
 def test_list_cursors_have_no_default(spec):
     for path, item in spec["paths"].items():
         for _method, operation in _operations(item):
