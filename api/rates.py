@@ -53,6 +53,7 @@ class Rates(MethodView):
 
 @blp.route("/<name>/<month>")
 @blp.response(200, RateOut)
+@blp.alt_response(422, description="The month is not written YYYY-MM")  # found by schemathesis
 @require(*ANY_ROLE)
 def get_rate(name, month):
     with read() as conn:

@@ -7,8 +7,8 @@ fiscal, auditor). Relations: `own` (the caller's institution's object, or one in
 region). The world (`World`) has two regions, Guangzhou (440100, the callers' home) and Chengdu
 (510100): three banks with a loan each (own, another Guangzhou bank's, a Chengdu bank's), three
 programmes (the callers' home one, where the insurer, guarantor and pool keys are parties;
-another Guangzhou one with other parties; a Chengdu one), and fiscal and auditor keys of
-Guangzhou.
+another Guangzhou one with other parties; a Chengdu one), a fiscal key of Guangzhou and an
+auditor key of its Tianhe district (440106).
 
 `MATRIX` maps (method, path template) to a `Row`: how to build the request for a caller and
 relation, and the statuses. A row states defaults and overrides compactly:
@@ -90,8 +90,10 @@ def _world() -> World:
     home = books["own"]
     institutions = {"admin": home.bank.code, "bank": home.bank.code, **{
         kind: home.parties[kind] for kind in GROUPS["parties"]}}
-    for kind in GROUPS["regional"]:
-        institutions[kind] = InstitutionFactory(kind=kind, region=HOME).code
+    # The fiscal bureau is the city's and the auditor a district's: the home programmes lie
+    # within the first's region and cover the second's (both ways of participating).
+    for kind, region in (("fiscal", HOME), ("auditor", HOME_DISTRICT)):
+        institutions[kind] = InstitutionFactory(kind=kind, region=region).code
     keys = {"none": {}}
     for role in ROLES:
         keys[role] = _bearer(make_key(role, None if role == "admin" else institutions[role]))
@@ -278,8 +280,9 @@ MATRIX = {
     ("POST", "/v1/loans/{loan_id}/repayments"): Row(loan_path("/repayments", REPAYMENT), bank=(201, 404, 404)),
     ("POST", "/v1/loans/{loan_id}/fees"): Row(loan_path("/fees", FEE), bank=(201, 404, 404)),
     ("GET", "/v1/accounts"): Row(fixed("/v1/accounts"), everyone=200),
+    # `other` is a Guangzhou bank's account: outside the district auditor's region.
     ("GET", "/v1/accounts/{account_id}/balance"): Row(account_path, admin=200, bank=OWN_ONLY, parties=OWN_ONLY,
-                                                      regional=IN_REGION),
+                                                      fiscal=IN_REGION, auditor=OWN_ONLY),
     ("GET", "/v1/journal"): Row(fixed("/v1/journal"), everyone=200),
     ("GET", "/v1/audit/verify"): Row(fixed("/v1/audit/verify"), admin=200, auditor=200),
 }

@@ -420,3 +420,14 @@ def test_bad_input_is_refused_and_writes_nothing(client, engine, world, case):
 def test_the_catalogue_is_large_and_named_uniquely():
     assert len(CASES) >= 60
     assert len({case.id for case in CASES}) == len(CASES)
+
+
+def test_the_snapshot_sees_a_new_row_and_a_new_journal_entry(engine):
+    """The "unchanged" check of the catalogue can fail: any write shows in it."""
+    before = snapshot(engine)
+    bank = InstitutionFactory(kind="bank")
+    with_institution = snapshot(engine)
+    assert with_institution["counts"]["institutions"] == before["counts"]["institutions"] + 1
+    assert with_institution["journal_sha256"] == before["journal_sha256"]
+    make_loan(bank.id, BorrowerFactory().facts.credit_code, ProgramFactory().code)
+    assert snapshot(engine)["journal_sha256"] != with_institution["journal_sha256"]
