@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # A longer schemathesis search than CI's (tests/api/test_fuzz.py), on SQLite; set
-# IPLEDGER_TEST_POSTGRES_URL to fuzz PostgreSQL too. ~15 min per database at 200 examples.
+# IPLEDGER_TEST_POSTGRES_URL to fuzz PostgreSQL too (200 examples: ~2-3 min per database).
 fuzz: $(VENV)/.installed
 	IPLEDGER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/python -m pytest -n 2 tests/api/test_fuzz.py $(PYTEST_ARGS)
 

@@ -73,7 +73,7 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
         API_SPEC_OPTIONS={
             "info": {"description": "Books for IP pledge loans and their risk-sharing schemes. "
                                     "Money is a string of yuan with two decimals; errors are "
-                                    "RFC 9457 problem+json (`type` urn:ipledger:problem:<slug>). "
+                                    "RFC 9457 problem+json whose `type` is `urn:ipledger:problem:<slug>`. "
                                     "Every /v1 call needs `Authorization: Bearer <key>`; another "
                                     "institution's object is a 404. Query parameters an operation "
                                     "does not list are ignored. Every response carries X-Request-Id."},
