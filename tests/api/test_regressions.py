@@ -106,7 +106,8 @@ def test_a_city_bureau_participates_in_its_provinces_programme_consistently(clie
     for path in ("", "/fund"):
         assert_problem(client.get(f"/v1/programs/{elsewhere.code}{path}", headers=city_bureau), 404)
     assert_problem(client.post(f"/v1/programs/{elsewhere.code}/fund-contributions",
-                               json={"amount": "1.00", "on": "2025-01-05"}, headers=city_bureau), 404)
+                               json={"amount": "1.00", "on": "2025-01-05"},
+                               headers={**city_bureau, "Idempotency-Key": unique("c")}), 404)
     # It versions only programmes within its own region.
     terms = api_terms(**_parties_of(city))
     assert_problem(client.post(f"/v1/programs/{province.code}/versions",
