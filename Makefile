@@ -11,7 +11,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test,server]'
 	touch $@
 
-.PHONY: run test bench
+FUZZ_EXAMPLES ?= 200
+
+.PHONY: run test fuzz bench
 # Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
 run: $(VENV)/.installed
 	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
@@ -19,6 +21,11 @@ run: $(VENV)/.installed
 # The whole suite on SQLite, and on PostgreSQL too when IPLEDGER_TEST_POSTGRES_URL is set.
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# A longer schemathesis search than CI's (tests/api/test_fuzz.py), on SQLite; set
+# IPLEDGER_TEST_POSTGRES_URL to fuzz PostgreSQL too (200 examples: ~2-3 min per database).
+fuzz: $(VENV)/.installed
+	IPLEDGER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/python -m pytest -n 2 tests/api/test_fuzz.py $(PYTEST_ARGS)
 
 # Benchmarks on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to point elsewhere), each beside
 # a raw-SQL baseline of the same writes; `bench/loans_profile.py` shows where a loan post's time goes.

@@ -8,7 +8,7 @@ import logging
 import re
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, g, request, send_from_directory
 from flask_smorest import Api
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter
 
 from api import problems
 from api.auth import authenticate_request
+from api.openapi import ErrorResponses, money_input, null_in_enum, null_or_object
 from ledger.db import make_engine
 from ledger.errors import DomainError
 
@@ -25,6 +26,7 @@ JSON_TYPES = ("application/json",)
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
+SWAGGER_UI_URL = "/docs/static/"
 MAX_ID = 2**63 - 1  # BIGINT: a larger number in a path names nothing (404), not an overflow (500)
 
 
@@ -40,6 +42,7 @@ class ProblemApi(Api):
     OpenAPI document (every error response is a `Problem` of `application/problem+json`)."""
 
     ERROR_SCHEMA = problems.ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None  # every status is documented (api.openapi); no catch-all
 
     def handle_http_exception(self, error):
         return problems.from_http_exception(error)
@@ -65,12 +68,15 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
         API_TITLE="ipledger", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,  # served from the installed package: no CDN
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         API_SPEC_OPTIONS={
             "info": {"description": "Books for IP pledge loans and their risk-sharing schemes. "
                                     "Money is a string of yuan with two decimals; errors are "
-                                    "RFC 9457 problem+json."},
+                                    "RFC 9457 problem+json whose `type` is `urn:ipledger:problem:<slug>`. "
+                                    "Every /v1 call needs `Authorization: Bearer <key>`; another "
+                                    "institution's object is a 404. Query parameters an operation "
+                                    "does not list are ignored. Every response carries X-Request-Id."},
             "security": [{"bearerAuth": []}],
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
@@ -79,12 +85,22 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
     app.json.sort_keys = False  # keep the schemas' field order (id first), in JSON and CSV
     app.extensions["ipledger.engine"] = engine or make_engine()
     app.url_map.converters["id"] = IdConverter
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
+    for attribute_function in (money_input, null_or_object, null_in_enum):
+        api.ma_plugin.converter.add_attribute_function(attribute_function)
     api.register_converter(IdConverter, lambda converter: {"type": "integer", "minimum": 1,
                                                             "maximum": MAX_ID})
     _register_hooks(app)
     _register_blueprints(api)
+    app.add_url_rule(f"{SWAGGER_UI_URL}<path:filename>", "swagger_ui_static", _swagger_ui_file)
     return app
+
+
+def _swagger_ui_file(filename: str):
+    """Swagger UI's scripts and styles for /docs, from the swagger-ui-bundle package, so the
+    reference renders on a bank's network without internet."""
+    from swagger_ui_bundle import swagger_ui_path
+    return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
 
 def _register_hooks(app: Flask) -> None:

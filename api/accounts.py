@@ -1,12 +1,13 @@
 """`/v1/accounts` and balances, scoped to what the caller may see."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read
 from api.fields import Day, Money, RequestSchema, Text
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import reads
@@ -15,7 +16,7 @@ blp = Blueprint("accounts", __name__, url_prefix="/v1/accounts",
                 description="Accounts and their balances (derived from postings)")
 
 
-class AccountOut(Schema):
+class AccountOut(Output):
     id = fields.Integer()
     code = fields.String(metadata={"description": "unique natural key, e.g. inst:3:settlement"})
     name = fields.String()
@@ -38,7 +39,7 @@ class BalanceQuery(RequestSchema):
     as_of = Day(metadata={"description": "effective date (inclusive); default: all"})
 
 
-class BalanceOut(Schema):
+class BalanceOut(Output):
     account = fields.Nested(AccountOut)
     as_of = fields.Date(allow_none=True)
     balance = Money(attribute="balance_fen", allow_negative=True,

@@ -9,9 +9,12 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import g, request
+from flask_smorest.utils import deepupdate
 
 from api.db import read
+from api.openapi import ALL_ROLES_MARK, ROLES_MARK
 from api.problems import problem
+from ledger.errors import with_article
 from ledger.identifiers import region_covers, region_prefix
 from ledger.journal import Actor
 from ledger.keys import Principal, authenticate
@@ -53,17 +56,20 @@ def actor() -> Actor:
 
 
 def require(*roles: str):
-    """Allow only these roles to call the view (403 for the others)."""
+    """Allow only these roles to call the view (403 for the others); the OpenAPI document
+    lists the roles and, unless every role may call, the 403 (api.openapi)."""
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
             who = g.get("principal")
             if who is None or who.role not in roles:
                 role = who.role if who else "anonymous"
-                return problem(403, "Forbidden", f"A {role} key may not do this; "
+                return problem(403, "Forbidden", f"{with_article(role).capitalize()} key may not do this; "
                                f"allowed roles: {', '.join(roles)}.", "forbidden")
             return view(*args, **kwargs)
         wrapper.__dict__.setdefault("_ipledger_roles", roles)
+        wrapper._apidoc = deepupdate(dict(getattr(view, "_apidoc", {})), {"manual_doc": {
+            ROLES_MARK: list(roles), ALL_ROLES_MARK: list(ANY_ROLE)}})
         return wrapper
     return decorate
 

@@ -1,12 +1,13 @@
 """`/v1/borrowers`: each bank's customer file of enterprises, their dated facts and SME class."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Boolean, Choice, CreditCode, Day, Integer, Money, Region, RequestSchema, Text, Code
 from api.idempotency import write
+from api.openapi import Output
 from api.scope import read_scope
 from ledger import parties
 from ledger.errors import Invalid
@@ -42,7 +43,7 @@ class BorrowerIn(RequestSchema):
                                          "their own file and must not send it."})
 
 
-class BorrowerOut(Schema):
+class BorrowerOut(Output):
     id = fields.Integer()
     bank = fields.String(metadata={"description": "the bank whose customer file holds this record"})
     credit_code = fields.String()

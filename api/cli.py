@@ -10,6 +10,7 @@ import click
 
 from ledger.db import database_url, make_engine, run_in_transaction, upgrade_to_head
 from ledger.errors import DomainError
+from ledger.schema import INSTITUTION_KINDS
 
 
 def _engine():
@@ -201,13 +202,18 @@ def keys_revoke(prefix: str) -> None:
     click.echo(f"revoked {prefix}")
 
 
+KEY_COLUMNS = "{:<8}  {:<9} {:<20} {:<7}  {}"
+
+
 @keys.command("list")
 def keys_list() -> None:
+    """Every key, oldest first (never the secrets: they are not stored)."""
     from ledger.keys import list_keys
+    click.echo(KEY_COLUMNS.format("PREFIX", "ROLE", "INSTITUTION", "STATE", "LABEL"))
     with _engine().connect() as conn:
         for row in list_keys(conn):
             state = "revoked" if row["revoked_at"] else "active"
-            click.echo(f"{row['prefix']}  {row['role']:<9} {row['code'] or '-':<20} {state}  {row['label'] or ''}")
+            click.echo(KEY_COLUMNS.format(row["prefix"], row["role"], row["code"] or "-", state, row["label"] or ""))
 
 
 @main.group()
@@ -242,6 +248,29 @@ def _chain_head(value: str | None):
         return parse_head(value, "--expect")
     except DomainError as error:
         raise click.BadParameter(error.errors[0].message) from None
+
+
+INSTITUTION_COLUMNS = "{:<6} {:<20} {:<10} {:<7} {}"
+
+
+@institutions.command("list")
+@click.option("--kind", type=click.Choice(INSTITUTION_KINDS), help="Only institutions of this kind.")
+@click.option("--region", help="Only those in this region (a province or city includes what is under it).")
+def institutions_list(kind: str | None, region: str | None) -> None:
+    """Every institution by id (the codes keys and payloads name them by)."""
+    from ledger.identifiers import region_prefix
+    from ledger.institutions import list_institutions
+    try:
+        prefix = region_prefix(region) if region else ""
+    except DomainError as error:
+        _fail(error)
+    click.echo(INSTITUTION_COLUMNS.format("ID", "CODE", "KIND", "REGION", "NAME"))
+    with _engine().connect() as conn:
+        after = 0
+        while batch := list_institutions(conn, after_id=after, limit=1000, kind=kind, region_prefix=prefix):
+            for made in batch:
+                click.echo(INSTITUTION_COLUMNS.format(made.id, made.code, made.kind, made.region, made.name))
+            after = batch[-1].id
 
 
 @main.command()

@@ -1,16 +1,19 @@
 """`/healthz` (the process is up) and `/readyz` (database reachable, migrations at head)."""
+import functools
+
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 from sqlalchemy import text
 
 from api.db import read
+from api.openapi import Output
 from api.problems import problem
 from ledger.db import current_revision, head_revision
 
 blp = Blueprint("health", __name__, description="Liveness and readiness (no key needed)")
 
 
-class HealthOut(Schema):
+class HealthOut(Output):
     status = fields.String(metadata={"example": "ok"})
 
 
@@ -27,12 +30,20 @@ def healthz():
     return {"status": "ok"}
 
 
+@functools.cache
+def _head() -> str:
+    """The migration head of this code: read from the scripts once per process, since they
+    cannot change under a running process (reading them on every call made /readyz answer
+    ~90/s beside ~1,500/s for /healthz)."""
+    return head_revision()
+
+
 @blp.route("/readyz")
 @blp.response(200, ReadyOut)
 @blp.alt_response(503, description="Database unreachable or migrations not at head")
 @blp.doc(security=[])
 def readyz():
-    head = head_revision()
+    head = _head()
     try:
         with read() as conn:
             conn.execute(text("SELECT 1"))

@@ -72,9 +72,9 @@ def _openapi_doc(required: bool) -> dict:
               "description": "Scoped to your institution, kept >= 30 days. Same key and body: the "
                              "first response again, with Idempotent-Replayed: true."}
     responses = {"409": _problem_response("Conflict, or a request with this Idempotency-Key is in flight"),
-                 "422": _problem_response("Validation failed, or the Idempotency-Key was used with another body")}
-    if required:
-        responses["400"] = _problem_response("Idempotency-Key missing")
+                 "422": _problem_response("or this Idempotency-Key was used with another body"),
+                 "400": _problem_response("Idempotency-Key missing or malformed" if required
+                                          else "Idempotency-Key malformed")}
     return {"parameters": [header], "responses": responses}
 
 
@@ -164,7 +164,8 @@ def _replay(stored: store.StoredOutcome, print_: str) -> Response:
     if stored.fingerprint != print_:
         raise _Rollback(problem(
             422, "Idempotency-Key reused", "This Idempotency-Key was used for a different request "
-            f"({stored.method} {stored.path} with another body); use a new key.", "idempotency-key-reused"))
+            f"({stored.method} {stored.path} with another body); use a new key.", "idempotency-key-reused",
+            [{"field": "Idempotency-Key", "message": "already used with another body"}]))
     response = Response(stored.body, status=stored.status_code, mimetype="application/json")
     response.headers[REPLAY_HEADER] = "true"
     if stored.location:

@@ -1,13 +1,14 @@
 """`/v1/institutions`: the parties that lend, insure, guarantee, pool, subsidise and audit."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, require
 from api.csv_export import csv_list
 from api.db import read, tx
 from api.fields import Choice, Code, Region, RequestSchema, Text
 from api.idempotency import write
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from ledger import institutions as domain
 from ledger.identifiers import region_prefix
@@ -24,7 +25,7 @@ class InstitutionIn(RequestSchema):
     region = Region(required=True)
 
 
-class InstitutionOut(Schema):
+class InstitutionOut(Output):
     id = fields.Integer()
     code = fields.String()
     name = fields.String()

@@ -1,11 +1,12 @@
 """`/v1/journal` (entries with postings, in order), `/v1/audit/verify` and `/v1/audit/head`."""
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.csv_export import csv_list, postings_rows
 from api.db import read
-from api.fields import Money, UtcTimestamp
+from api.fields import Money, RequestSchema, UtcTimestamp
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import chain, reads
@@ -15,7 +16,7 @@ blp = Blueprint("journal", __name__, url_prefix="/v1",
                 description="The journal and its integrity proof")
 
 
-class PostingOut(Schema):
+class PostingOut(Output):
     id = fields.Integer()
     account = fields.Integer(attribute="account_id")
     account_code = fields.String()
@@ -24,7 +25,7 @@ class PostingOut(Schema):
     currency = fields.String()
 
 
-class EntryOut(Schema):
+class EntryOut(Output):
     id = fields.Integer()
     kind = fields.String()
     effective_on = fields.Date()
@@ -35,13 +36,13 @@ class EntryOut(Schema):
     postings = fields.List(fields.Nested(PostingOut))
 
 
-class ChainBreakOut(Schema):
+class ChainBreakOut(Output):
     seq = fields.Integer()
     entry_id = fields.Integer()
     reason = fields.String()
 
 
-class HeadOut(Schema):
+class HeadOut(Output):
     """The chain's last seal; every field is null while nothing is sealed."""
 
     seq = fields.Integer(allow_none=True, metadata={"description": "the seal's position in the chain"})
@@ -63,14 +64,14 @@ class ChainHead(fields.String):
             raise ValidationError(error.errors[0].message) from None
 
 
-class VerifyQuery(Schema):
+class VerifyQuery(RequestSchema):
     expect = ChainHead(metadata={
         "description": "a head written down earlier (`SEQ:HASH`, the `anchor` of "
                        "`GET /v1/audit/head`): the answer's `expect` says whether the book "
                        "still extends it", "example": "1234:" + "0" * 64})
 
 
-class ExpectationOut(Schema):
+class ExpectationOut(Output):
     seq = fields.Integer()
     hash = fields.String()
     extends = fields.Boolean(metadata={
@@ -79,13 +80,13 @@ class ExpectationOut(Schema):
     reason = fields.String(allow_none=True, metadata={"description": "why not, when it does not"})
 
 
-class ScopeOut(Schema):
+class ScopeOut(Output):
     region = fields.String(metadata={"description": "the caller's region (000000: the country)"})
     entries = fields.Integer(metadata={"description": "entries the caller's /v1/journal holds"})
     postings = fields.Integer(metadata={"description": "their postings"})
 
 
-class VerifyOut(Schema):
+class VerifyOut(Output):
     """The proof of the whole book: a hash chain can only be proven whole, so `entries`,
     `postings`, `balanced`, the chain and its head are the whole book's for every caller;
     `scope` counts what the caller's own region holds."""

@@ -6,13 +6,14 @@ OpenAPI request body from them, so the document is the parser.
 """
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, actor, principal, require
 from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
 from api.fields import Choice, Day, Money, Region, RequestSchema, Text, UtcTimestamp
 from api.idempotency import write
+from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
 from ledger import loans
@@ -32,7 +33,7 @@ blp = Blueprint("loans", __name__, url_prefix="/v1/loans",
                             "is the day from which it stays zero.")
 
 
-class PledgeOut(Schema):
+class PledgeOut(Output):
     kind = fields.String()
     number = fields.String()
     nice_class = fields.Integer(allow_none=True)
@@ -41,13 +42,13 @@ class PledgeOut(Schema):
     appraised_value = Money(attribute="appraised_value_fen", allow_none=True)
 
 
-class EventPostingOut(Schema):
+class EventPostingOut(Output):
     account = fields.Integer()
     account_code = fields.String()
     amount = Money(attribute="amount_fen", allow_negative=True)
 
 
-class EventOut(Schema):
+class EventOut(Output):
     entry = fields.Integer()
     kind = fields.String()
     effective_on = fields.Date()
@@ -57,7 +58,7 @@ class EventOut(Schema):
     postings = fields.List(fields.Nested(EventPostingOut))
 
 
-class LoanOut(Schema):
+class LoanOut(Output):
     id = fields.Integer()
     contract_no = fields.String()
     bank = fields.String()
@@ -89,12 +90,12 @@ class LoanDetailOut(LoanOut):
     events = fields.List(fields.Nested(EventOut))
 
 
-class BatchItemOut(Schema):
+class BatchItemOut(Output):
     id = fields.Integer()
     contract_no = fields.String()
 
 
-class BatchOut(Schema):
+class BatchOut(Output):
     count = fields.Integer()
     loans = fields.List(fields.Nested(BatchItemOut))
 
@@ -112,7 +113,7 @@ class RepaymentIn(RequestSchema):
     interest = Money(required=True)
 
 
-class RepaymentOut(Schema):
+class RepaymentOut(Output):
     entry = fields.Integer()
     loan = fields.Integer()
     paid_on = fields.Date()
@@ -128,7 +129,7 @@ class FeeIn(RequestSchema):
     paid_on = Day(required=True)
 
 
-class FeeOut(Schema):
+class FeeOut(Output):
     entry = fields.Integer()
     loan = fields.Integer()
     kind = fields.String()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import base64
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
 from api.fields import QueryInteger, RequestSchema, Text
+from api.openapi import Output
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -40,9 +41,10 @@ class Cursor(Text):
 
 class PageArgs(RequestSchema):
     limit = QueryInteger(low=1, high=MAX_LIMIT, load_default=DEFAULT_LIMIT)
-    # A callable default: the document shows none (the first page is asked without a cursor).
-    after = Cursor(load_default=lambda: 0,
-                   metadata={"description": "the `next` cursor of the previous page"})
+    # A callable default: the first page starts after id 0, but the document shows no default
+    # (a generated client would send it, and "0" is not a cursor this API returns).
+    after = Cursor(load_default=int, metadata={"description": "the `next` cursor of the previous page; "
+                                                             "omit it for the first page"})
 
 
 def page(items: list, limit: int, id_of=lambda item: item["id"]) -> dict:
@@ -54,5 +56,7 @@ def page(items: list, limit: int, id_of=lambda item: item["id"]) -> dict:
 
 def page_schema(item_schema, name: str):
     """A `{items, next}` envelope schema around `item_schema`, named for the OpenAPI document."""
-    return Schema.from_dict({"items": fields.List(fields.Nested(item_schema)),
-                             "next": fields.String(allow_none=True)}, name=name)
+    return Output.from_dict({"items": fields.List(fields.Nested(item_schema)),
+                             "next": fields.String(allow_none=True, metadata={
+                                 "description": "the cursor of the next page (`?after=`); null on the last"})},
+                            name=name)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Response, g
-from marshmallow import Schema, fields
+from flask import Response, current_app, g
+from marshmallow import fields
 from werkzeug.exceptions import HTTPException
 
+from api.openapi import Output
 from ledger.errors import SCHEMA_KEY, Conflict, DomainError, Invalid, NotFound
 from ledger.errors import flatten_messages as ledger_flatten
 
@@ -22,7 +23,7 @@ TYPE_PREFIX = "urn:ipledger:problem:"
 DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError, 422))
 
 
-class FieldErrorSchema(Schema):
+class FieldErrorSchema(Output):
     field = fields.String(metadata={
         "example": "pledges[0].number",
         "description": "the path from the body's top: names joined by dots, list positions in "
@@ -31,23 +32,38 @@ class FieldErrorSchema(Schema):
     message = fields.String(metadata={"example": "check character should be '3', got '4'"})
 
 
-class ProblemSchema(Schema):
+class ProblemSchema(Output):
     """RFC 9457 problem details."""
 
     class Meta:
         name = "Problem"
 
-    type = fields.String(metadata={"example": "urn:ipledger:problem:validation-error"})
+    type = fields.String(metadata={"example": "urn:ipledger:problem:validation-error",
+                                   "description": "urn:ipledger:problem:<slug>; the slug is stable"})
     title = fields.String()
     status = fields.Integer()
     detail = fields.String()
-    request_id = fields.String(metadata={"description": "quote it when reporting a problem"})
-    errors = fields.List(fields.Nested(FieldErrorSchema), metadata={"description": "validation only"})
+    request_id = fields.String(allow_none=True, metadata={"description": "quote it when reporting a problem"})
+    errors = fields.List(fields.Nested(FieldErrorSchema),
+                         metadata={"description": "validation only: each rejected field and why",
+                                   "optional": True})
+
+
+# The slug of errors that carry no kind of their own (HTTP-level refusals, abort()s): one
+# `urn:ipledger:problem:` scheme for every error, never about:blank.
+STATUS_KINDS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+                405: "method-not-allowed", 406: "not-acceptable", 409: "conflict",
+                413: "request-too-large", 415: "unsupported-media-type", 422: "validation-error",
+                500: "internal-error", 503: "unavailable"}
+
+
+def kind_for_status(status: int) -> str:
+    return STATUS_KINDS.get(status) or f"http-{status}"
 
 
 def problem(status: int, title: str, detail: str, kind: str | None = None,
             errors: list[dict] | None = None, headers: dict | None = None) -> Response:
-    body = {"type": f"{TYPE_PREFIX}{kind}" if kind else "about:blank", "title": title,
+    body = {"type": f"{TYPE_PREFIX}{kind or kind_for_status(status)}", "title": title,
             "status": status, "detail": detail, "request_id": g.get("request_id")}
     if errors:
         body["errors"] = errors
@@ -74,6 +90,10 @@ def from_http_exception(error: HTTPException) -> Response:
         errors = flatten_messages(messages)
         return problem(400, "Bad request", errors[0]["message"] if errors else error.description,
                        "bad-request", errors)
+    if error.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        return problem(413, "Request body too large", f"The body is larger than the {limit:,} bytes "
+                       "this service accepts; send a large book in several batches.", "request-too-large")
     headers = dict(data.get("headers") or {})
     if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)

@@ -1,12 +1,13 @@
 """`/v1/reference-rates/{name}`: the one-year LPR by month."""
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from api.auth import ANY_ROLE, principal, require
 from api.db import read, tx
 from api.fields import Month, Ratio, RequestSchema
 from api.idempotency import write
+from api.openapi import Output
 from ledger import rates
 
 blp = Blueprint("reference-rates", __name__, url_prefix="/v1/reference-rates",
@@ -19,13 +20,13 @@ class RateIn(RequestSchema):
                  metadata={"example": "0.0300", "description": "a decimal: 0.0300 is 3.00% a year"})
 
 
-class RateOut(Schema):
+class RateOut(Output):
     name = fields.String()
     month = fields.String()
     rate = Ratio()
 
 
-class RateList(Schema):
+class RateList(Output):
     name = fields.String()
     items = fields.List(fields.Nested(RateOut))
     next = fields.String(allow_none=True, metadata={"description": "always null: the list is short"})
@@ -52,6 +53,7 @@ class Rates(MethodView):
 
 @blp.route("/<name>/<month>")
 @blp.response(200, RateOut)
+@blp.alt_response(422, description="The month is not written YYYY-MM")  # found by schemathesis
 @require(*ANY_ROLE)
 def get_rate(name, month):
     with read() as conn:

@@ -91,6 +91,11 @@ def raise_if_any(errors: list[FieldError], summary: str = "validation failed") -
         raise Invalid(f"{first}{more}" if first else summary, errors)
 
 
+def with_article(noun: str) -> str:
+    """`an auditor`, `an admin`, `a bank`: messages name roles and kinds with the right article."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class DomainError(Exception):
     """Base of every expected refusal. `kind` is a stable slug used in the problem `type`."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select, update
 
 from ledger.db import utcnow
-from ledger.errors import Invalid, NotFound
+from ledger.errors import Invalid, NotFound, with_article
 from ledger.institutions import get_institution
 from ledger.schema import ROLES, api_keys, institutions
 
@@ -56,10 +56,10 @@ def create_key(conn: Connection, role: str, institution_code: str | None = None,
             raise Invalid.field("institution", "an admin key belongs to no institution")
     else:
         if not institution_code:
-            raise Invalid.field("institution", f"a {role} key needs an institution")
+            raise Invalid.field("institution", f"{with_article(role)} key needs an institution")
         institution = get_institution(conn, institution_code)
         if institution.kind != role:
-            raise Invalid.field("role", f"{institution.code} is a {institution.kind}; "
+            raise Invalid.field("role", f"{institution.code} is {with_article(institution.kind)}; "
                                         f"its keys act as {institution.kind}")
         institution_id = institution.id
     prefix = secrets.token_hex(4)
@@ -71,11 +71,29 @@ def create_key(conn: Connection, role: str, institution_code: str | None = None,
 
 
 def revoke_key(conn: Connection, prefix: str) -> None:
+    """Revoke the active key with this whole prefix. A shorter text is refused, never taken as
+    an abbreviation (revoking is final), saying which active keys start with it."""
+    if not _is_prefix(prefix):
+        raise Invalid.field("prefix", _not_a_prefix(conn, prefix))
     done = conn.execute(update(api_keys).where(api_keys.c.prefix == prefix,
                                                api_keys.c.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))
     if done.rowcount != 1:
         raise NotFound(f"no active key with prefix {prefix}")
+
+
+def _not_a_prefix(conn: Connection, text: str) -> str:
+    message = f"a key's prefix is the 8 hexadecimal characters after '{KEY_PREFIX}_'; '{text}' is not one"
+    if not text or len(text) >= 8 or any(c not in "0123456789abcdef" for c in text):
+        return message
+    starting = [row.prefix for row in conn.execute(
+        select(api_keys.c.prefix).where(api_keys.c.prefix.startswith(text), api_keys.c.revoked_at.is_(None))
+        .order_by(api_keys.c.prefix))]
+    if len(starting) > 1:
+        return f"'{text}' is too short and ambiguous: active keys {', '.join(starting)} start with it"
+    if starting:
+        return f"'{text}' is too short: give the whole prefix ({starting[0]} is the active key starting with it)"
+    return f"'{text}' is too short, and no active key starts with it"
 
 
 def _is_prefix(text: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 from sqlalchemy import Engine
 
 from ledger.db import run_in_transaction
-from ledger.errors import DomainError, FieldError, Invalid, path_parts
+from ledger.errors import DomainError, FieldError, Invalid, path_parts, with_article
 from ledger.institutions import get_institution
 from ledger.journal import SYSTEM, Actor
 from ledger.loans import MAX_BATCH, create_loans, parse_loans
@@ -130,7 +130,7 @@ def import_loans(engine: Engine, bank_code: str, text: Iterable[str], actor: Act
     def work(conn):
         bank = get_institution(conn, bank_code)
         if bank.kind != "bank":
-            raise Invalid.field("bank", f"{bank_code} is a {bank.kind}, not a bank")
+            raise Invalid.field("bank", f"{bank_code} is {with_article(bank.kind)}, not a bank")
         for start in range(0, len(drafts), CHUNK):
             chunk = drafts[start:start + CHUNK]
             try:

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
@@ -29,6 +29,7 @@ from ledger.dates import today as business_today
 from ledger.db import utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound, raise_if_any
 from ledger.identifiers import region_covers, validate_region
+from ledger.identifiers import region_prefix as region_prefix_of
 from ledger.journal import Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry
 from ledger.money import check_fen
 from ledger.schema import (entries, institutions, loans, postings, program_parties, program_versions,
@@ -67,6 +68,30 @@ class Program:
 
     def covers_region(self, region: str) -> bool:
         return region_covers(self.region, region)
+
+    def involves_region(self, region: str) -> bool:
+        """A fiscal bureau or auditor of `region` participates in this programme (reads it and
+        its fund; a bureau tops the fund up) when the programme's region covers `region` (a
+        city's bureau under a provincial scheme) or lies within it (a province's over a city's)."""
+        return region_covers(self.region, region) or region_covers(region, self.region)
+
+    def has_party(self, institution_code: str) -> bool:
+        """The institution is named among the sharing parties of any version."""
+        return any(p.institution == institution_code for v in self.versions for p in v.terms.parties)
+
+
+def may_contribute(program: Program, kind: str, institution_code: str, region: str) -> bool:
+    """Who tops up a programme's fund: a fiscal bureau participating in it, or a pool that is
+    one of its parties (API.md: fund contributions are by fiscal bureaus and pools)."""
+    if kind == "fiscal":
+        return program.involves_region(region)
+    return kind == "pool" and program.has_party(institution_code)
+
+
+def region_and_ancestors(region: str) -> list[str]:
+    """`440106` -> the country, its province, its city and itself (the regions covering it)."""
+    region = validate_region(region)
+    return sorted({"000000", region[:2] + "0000", region[:4] + "00", region})
 
 
 def _institution_kinds(conn: Connection) -> dict[str, str]:
@@ -186,10 +211,16 @@ def _close_superseded(versions: list[Version]) -> list[Version]:
     return closed
 
 
-def list_programs(conn: Connection, region_prefix: str = "", after_id: int = 0, limit: int = 50) -> list[Program]:
+def list_programs(conn: Connection, region_prefix: str = "", after_id: int = 0, limit: int = 50,
+                  involving_region: str | None = None) -> list[Program]:
+    """Programmes by id; `region_prefix` keeps those within a region, `involving_region` those
+    whose region covers it or lies within it (`Program.involves_region`)."""
     query = select(programs.c.code).where(programs.c.id > after_id)
     if region_prefix:
         query = query.where(programs.c.region.like(f"{region_prefix}%"))
+    if involving_region is not None:
+        query = query.where(or_(programs.c.region.like(f"{region_prefix_of(involving_region)}%"),
+                                programs.c.region.in_(region_and_ancestors(involving_region))))
     codes = [row.code for row in conn.execute(query.order_by(programs.c.id).limit(limit))]
     loaded = load_programs(conn, codes)
     return sorted(loaded.values(), key=lambda p: p.id)

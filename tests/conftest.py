@@ -9,17 +9,25 @@ with the factories and assert on that, and PostgreSQL's deferred triggers fire a
 
 With IPLEDGER_REQUIRE_POSTGRES=1 (CI), a missing PostgreSQL or any skipped PostgreSQL test
 fails the run.
+
+Every Flask test client of the suite is a `tests.contract.ContractClient`: each response of
+every API test is checked against the served OpenAPI document (status documented, content type,
+required headers, JSON body valid against the schema), so the whole suite is a conformance test.
 """
 from __future__ import annotations
 
 import os
 import uuid
 
+import flask
 import pytest
 from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from ledger.db import make_engine, normalize_url, upgrade_to_head
+from tests.contract import ContractClient
+
+flask.Flask.test_client_class = ContractClient
 
 # Properties are about exactness, not speed: no per-example deadline (a shared 2-core CI machine
 # is slow at times), and a fixed example count so the suite's run time stays predictable.

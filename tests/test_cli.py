@@ -64,6 +64,44 @@ def test_verify_prints_the_head_and_proves_extension(tmp_path):
     engine.dispose()
 
 
+def test_revoking_needs_the_whole_prefix_and_says_why(tmp_path):
+    """Defect: `keys revoke 40` said 'no active key with prefix 40' though two keys start with 40."""
+    from ledger.db import make_engine, run_in_transaction
+    from ledger.keys import create_key
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    # 17 random prefixes: two of them share a first hex digit (pigeonhole).
+    prefixes = run_in_transaction(engine, lambda conn: [create_key(conn, "admin")[0] for _ in range(17)])
+    engine.dispose()
+    shared = next(p[0] for p in prefixes if sum(q[0] == p[0] for q in prefixes) > 1)
+    ambiguous = ipledger(tmp_path, "keys", "revoke", shared, check=False)
+    assert ambiguous.returncode != 0 and "too short and ambiguous" in ambiguous.stderr
+    assert all(p in ambiguous.stderr for p in prefixes if p.startswith(shared))
+    one = prefixes[0][:6]
+    if sum(p.startswith(one) for p in prefixes) == 1:
+        short = ipledger(tmp_path, "keys", "revoke", one, check=False)
+        assert short.returncode != 0 and f"too short: give the whole prefix ({prefixes[0]}" in short.stderr
+    assert "revoked" in ipledger(tmp_path, "keys", "revoke", prefixes[0]).stdout
+    assert "no active key" in ipledger(tmp_path, "keys", "revoke", prefixes[0], check=False).stderr
+
+
+def test_lists_have_headers_and_institutions_can_be_listed(tmp_path):
+    ipledger(tmp_path, "db", "upgrade")
+    assert ipledger(tmp_path, "keys", "list").stdout.split() == ["PREFIX", "ROLE", "INSTITUTION", "STATE", "LABEL"]
+    for code, kind, region in (("ICBC-GZ", "bank", "440100"), ("CD-FISCAL", "fiscal", "510100"),
+                               ("GZ-POOL", "pool", "440106")):
+        ipledger(tmp_path, "institutions", "create", code, f"The {code}", "--kind", kind, "--region", region)
+    every = ipledger(tmp_path, "institutions", "list").stdout.splitlines()
+    assert every[0].split() == ["ID", "CODE", "KIND", "REGION", "NAME"]
+    assert [line.split()[1] for line in every[1:]] == ["ICBC-GZ", "CD-FISCAL", "GZ-POOL"]
+    guangzhou = ipledger(tmp_path, "institutions", "list", "--region", "440100").stdout.splitlines()[1:]
+    assert [line.split()[1] for line in guangzhou] == ["ICBC-GZ", "GZ-POOL"]
+    banks = ipledger(tmp_path, "institutions", "list", "--kind", "bank").stdout.splitlines()[1:]
+    assert [line.split()[1] for line in banks] == ["ICBC-GZ"]
+    bad = ipledger(tmp_path, "institutions", "list", "--region", "44", check=False)
+    assert bad.returncode != 0 and "region" in bad.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (("keys", "create", "--role", "bank"), "needs an institution"),
     (("keys", "create", "--role", "bank", "--institution", "NOPE"), "does not exist"),

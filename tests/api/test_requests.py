@@ -57,19 +57,34 @@ def leaves(spec: dict, node: dict, prefix: tuple = ()):
 
 # --- the document shows, and is, the parser -------------------------------------------------
 
+def json_type(node: dict) -> str:
+    """The JSON type a leaf documents: request money is "money", a yuan string or a JSON
+    integer (`oneOf`, with a null branch when nullable); response money is a "string"."""
+    if "oneOf" in node:
+        assert [b["type"] for b in node["oneOf"] if not b.get("nullable")] == ["string", "integer"], node
+        return "money"
+    return node["type"]
+
+
+def money_branches(node: dict) -> tuple[dict, dict, dict | None]:
+    """A request money field's string, integer and (when nullable) null branches."""
+    branches = {("null" if b.get("nullable") else b["type"]): b for b in node["oneOf"]}
+    return branches["string"], branches["integer"], branches.get("null")
+
+
 TERMS_FIELDS = {  # dotted path under the programme body -> the OpenAPI type it must have
     "terms.loss_base": "string", "terms.trigger_overdue_days": "integer",
     "terms.coverage.ip_share": "string", "terms.coverage.require_stated_ip_share": "boolean",
-    "terms.coverage.min_ip_share": "string", "terms.coverage.max_covered_principal": "string",
-    "terms.coverage.max_covered_principal_per_borrower_year": "string",
+    "terms.coverage.min_ip_share": "string", "terms.coverage.max_covered_principal": "money",
+    "terms.coverage.max_covered_principal_per_borrower_year": "money",
     "terms.parties.items.institution": "string", "terms.parties.items.role": "string",
     "terms.parties.items.share": "string", "terms.parties.items.pays_first": "boolean",
-    "terms.parties.items.share_tiers.items.up_to": "string",
+    "terms.parties.items.share_tiers.items.up_to": "money",
     "terms.parties.items.share_tiers.items.share": "string",
-    "terms.parties.items.caps.per_claim": "string",
-    "terms.parties.items.caps.per_borrower_year": "string",
-    "terms.parties.items.caps.per_bank_year": "string",
-    "terms.parties.items.caps.per_program_year": "string",
+    "terms.parties.items.caps.per_claim": "money",
+    "terms.parties.items.caps.per_borrower_year": "money",
+    "terms.parties.items.caps.per_bank_year": "money",
+    "terms.parties.items.caps.per_program_year": "money",
     "terms.parties.items.caps.portfolio_cap_rate": "string",
     "terms.parties.items.caps.fund_balance": "boolean",
     "terms.parties.items.recoveries_to": "string",
@@ -78,24 +93,26 @@ TERMS_FIELDS = {  # dotted path under the programme body -> the OpenAPI type it 
     "terms.subsidies.items.reference_month": "string",
     "terms.subsidies.items.min_with_contract_rate": "boolean",
     "terms.subsidies.items.caps.pct_of_principal": "string",
-    "terms.subsidies.items.caps.per_loan": "string",
-    "terms.subsidies.items.caps.per_borrower_year": "string",
-    "terms.subsidies.items.caps.per_borrower_total": "string",
+    "terms.subsidies.items.caps.per_loan": "money",
+    "terms.subsidies.items.caps.per_borrower_year": "money",
+    "terms.subsidies.items.caps.per_borrower_total": "money",
     "terms.subsidies.items.caps.years": "integer",
     "terms.subsidies.items.eligibility.max_rate_over_lpr": "string",
     "terms.subsidies.items.eligibility.sme_only": "boolean",
     "terms.subsidies.items.eligibility.private_only": "boolean",
-    "terms.subsidies.items.eligibility.max_revenue": "string",
+    "terms.subsidies.items.eligibility.max_revenue": "money",
 }
 
 
 @pytest.mark.parametrize("path", ["/v1/programs", "/v1/programs/{code}/versions"])
 def test_programme_request_body_shows_every_terms_field_with_its_type(spec, path):
     body = request_schema(spec, path)
-    for dotted, json_type in TERMS_FIELDS.items():
-        assert at(spec, body, dotted)["type"] == json_type, dotted
+    for dotted, expected in TERMS_FIELDS.items():
+        assert json_type(at(spec, body, dotted)) == expected, dotted
     per_claim = at(spec, body, "terms.parties.items.caps.per_claim")
-    assert per_claim["pattern"] and per_claim["example"] and per_claim["nullable"] is True
+    text, integer, null = money_branches(per_claim)
+    assert text["pattern"] and integer["maximum"] == 10**13 and per_claim["example"]
+    assert null == {"type": "string", "nullable": True, "enum": [None]}
     assert at(spec, body, "terms.parties.items.role")["enum"] == [
         "insurer", "guarantor", "pool", "appraiser"]
     years = at(spec, body, "terms.subsidies.items.caps.years")
@@ -109,8 +126,9 @@ def test_programme_request_body_shows_every_terms_field_with_its_type(spec, path
 def test_programme_response_shows_the_same_terms_schema(spec):
     shown = spec["paths"]["/v1/programs/{code}"]["get"]["responses"]["200"]["content"]
     program = shown["application/json"]["schema"]
-    for dotted, json_type in TERMS_FIELDS.items():
-        assert at(spec, program, f"versions.items.{dotted}")["type"] == json_type, dotted
+    for dotted, expected in TERMS_FIELDS.items():
+        shown_type = json_type(at(spec, program, f"versions.items.{dotted}"))
+        assert shown_type == ("string" if expected == "money" else expected), dotted
 
 
 def test_every_documented_terms_field_is_read_at_its_documented_path(client, engine, spec):
@@ -118,7 +136,7 @@ def test_every_documented_terms_field_is_read_at_its_documented_path(client, eng
     it at exactly that path (document and parser name and nest every field alike)."""
     admin = auth("admin")
     body = request_schema(spec, "/v1/programs")
-    wrong = {"string": 12.5, "integer": "7", "boolean": 1}
+    wrong = {"string": 12.5, "money": 12.5, "integer": "7", "boolean": 1}
     documented = [(parts, node) for parts, node in leaves(spec, body)
                   if parts[0] == "terms"]
     assert len(documented) == len(TERMS_FIELDS)
@@ -129,7 +147,7 @@ def test_every_documented_terms_field_is_read_at_its_documented_path(client, eng
             if isinstance(target, dict) and part not in target:
                 target[part] = [{}] if part in ("share_tiers",) else {}
             target = target[part]
-        target[parts[-1]] = wrong[node["type"]]
+        target[parts[-1]] = wrong[json_type(node)]
         problem = assert_problem(client.post("/v1/programs", json=raw, headers=admin), 422)
         expected = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)[1:]
         assert expected in [e["field"] for e in problem["errors"]], (expected, problem["errors"])
@@ -143,7 +161,7 @@ def test_loan_request_bodies_are_the_ledger_schemas(spec):
     assert at(spec, batch, "loans.items.pledges.items.nice_class")["type"] == "integer"
     assert at(spec, batch, "loans")["maxItems"] == 10_000
     assert at(spec, single, "start_date")["format"] == "date"
-    assert at(spec, single, "principal")["pattern"]
+    assert money_branches(at(spec, single, "principal"))[0]["pattern"]
 
 
 def test_the_views_parse_with_the_documented_schema_objects(app):

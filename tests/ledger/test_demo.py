@@ -170,3 +170,24 @@ def test_plan_is_deterministic_and_realistic():
             e.on >= loan.start for e in loan.events if e.kind == "repayment")
     per_year = Counter(loan.start.year for loan in book.loans)
     assert all(per_year[y + 1] > per_year[y] for y in range(demo.FIRST_YEAR, demo.LAST_YEAR))
+
+
+def test_demo_contributions_obey_who_may_contribute():
+    """The demo books each fund contribution from an institution that may make it: a fiscal
+    bureau participating in the programme (a programme whose region covers the bureau's or lies
+    within it; GZ-FISCAL of 440100 under the province-wide gd-ip-pledge), or a pool among its
+    parties (ledger.programs.may_contribute, which the API applies)."""
+    from ledger.terms import parse_terms
+    kinds = {code: (kind, region) for code, _name, kind, region in demo.INSTITUTIONS}
+    made = {code: programs.Program(0, code, name, region, (programs.Version(
+        0, 1, start, None, parse_terms(terms(), {c: k for c, (k, _r) in kinds.items()})),))
+        for code, name, region, start, terms in demo.PROGRAMS}
+    contributions = demo.plan(**SMALL).contributions
+    assert {c.contributor for c in contributions} == {"GZ-FISCAL", "CD-FISCAL"}
+    for contribution in contributions:
+        kind, region = kinds[contribution.contributor]
+        assert programs.may_contribute(made[contribution.program], kind, contribution.contributor, region)
+    # ...and the rule says no to a bureau of another city, or to a pool that is no party.
+    assert not programs.may_contribute(made[demo.GD_PROGRAM], "fiscal", "CD-FISCAL", "510100")
+    assert not programs.may_contribute(made[demo.GD_PROGRAM], "pool", "CD-POOL", "510100")
+    assert programs.may_contribute(made[demo.GD_PROGRAM], "pool", "GZ-POOL", "440100")

@@ -1,0 +1,316 @@
+"""The authorisation matrix: every operation of /openapi.json x every kind of caller x whose
+object it names, with the status each must get.
+
+Callers: no key, a revoked key, and a key of each role (admin, bank, insurer, guarantor, pool,
+fiscal, auditor). Relations: `own` (the caller's institution's object, or one in its region),
+`other` (another institution's object in the same region), `out` (an object out of the caller's
+region). The world (`World`) has two regions, Guangzhou (440100, the callers' home) and Chengdu
+(510100): three banks with a loan each (own, another Guangzhou bank's, a Chengdu bank's), three
+programmes (the callers' home one, where the insurer, guarantor and pool keys are parties;
+another Guangzhou one with other parties; a Chengdu one), a fiscal key of Guangzhou and an
+auditor key of its Tianhe district (440106).
+
+`MATRIX` maps (method, path template) to a `Row`: how to build the request for a caller and
+relation, and the statuses. A row states defaults and overrides compactly:
+`Row(build, bank=(201, 404, 404), regional=200)` — a status is one number (every relation) or
+an (own, other, out) triple; `everyone` sets all seven roles, `parties` insurer/guarantor/pool,
+`regional` fiscal/auditor; roles not given get `default` (403); no key and a revoked key get 401
+on /v1 paths. Every POST carries a fresh Idempotency-Key.
+
+Adding an endpoint: `test_every_operation_has_a_row` fails until MATRIX has a row for it (and
+fails for a row whose operation no longer exists). Write a builder that returns the request for
+(world, caller, relation) — creating what it needs in the world — and state the statuses.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pytest
+
+from ledger import accounts as chart
+from ledger.journal import ensure_accounts
+from ledger.keys import revoke_key
+from ledger.terms import terms_to_dict
+from tests import factories
+from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms,
+                             credit_code, loan_body, make_key, make_loan, unique)
+
+ROLES = ("admin", "bank", "insurer", "guarantor", "pool", "fiscal", "auditor")
+CALLERS = ("none", "revoked") + ROLES
+RELATIONS = ("own", "other", "out")
+GROUPS = {"everyone": ROLES, "parties": ("insurer", "guarantor", "pool"), "regional": ("fiscal", "auditor")}
+HOME, HOME_DISTRICT, AWAY, AWAY_DISTRICT = "440100", "440106", "510100", "510104"
+
+
+# --- the world ---------------------------------------------------------------------------------
+
+@dataclass
+class Book:
+    """One bank lending one borrower under one programme (with its own parties)."""
+
+    bank: object
+    borrower: object
+    program: object
+    loan_id: int
+    parties: dict
+
+
+@dataclass
+class World:
+    books: dict                        # relation -> Book
+    institutions: dict                 # caller role -> its institution code (admin: the home bank's)
+    keys: dict                         # caller -> headers
+    accounts: dict = field(default_factory=dict)  # (caller, relation) -> account id
+    _days: itertools.count = field(default_factory=itertools.count)
+    _months: itertools.count = field(default_factory=itertools.count)
+
+    def next_day(self, start=date(2025, 4, 1)) -> str:
+        """Dates that only move forward (programme versions must start after the latest one)."""
+        return (start + timedelta(days=next(self._days))).isoformat()
+
+
+def _book(region: str, district: str, with_guarantor: bool = True) -> Book:
+    parties = {kind: InstitutionFactory(kind=kind, region=region).code
+               for kind in ("insurer", "guarantor", "pool", "treasury")}
+    terms = api_terms(parties["insurer"], parties["pool"], parties["treasury"])
+    if with_guarantor:
+        terms["parties"].append({"institution": parties["guarantor"], "role": "guarantor", "share": "0.10"})
+    program = ProgramFactory(region=region, terms=terms)
+    bank = InstitutionFactory(kind="bank", region=region)
+    borrower = BorrowerFactory(bank_id=bank.id, region=district)
+    loan_id = make_loan(bank.id, borrower.facts.credit_code, program.code)
+    return Book(bank, borrower, program, loan_id, parties)
+
+
+def _world() -> World:
+    books = {"own": _book(HOME, HOME_DISTRICT), "other": _book(HOME, HOME_DISTRICT),
+             "out": _book(AWAY, AWAY_DISTRICT)}
+    home = books["own"]
+    institutions = {"admin": home.bank.code, "bank": home.bank.code, **{
+        kind: home.parties[kind] for kind in GROUPS["parties"]}}
+    # The fiscal bureau is the city's and the auditor a district's: the home programmes lie
+    # within the first's region and cover the second's (both ways of participating).
+    for kind, region in (("fiscal", HOME), ("auditor", HOME_DISTRICT)):
+        institutions[kind] = InstitutionFactory(kind=kind, region=region).code
+    keys = {"none": {}}
+    for role in ROLES:
+        keys[role] = _bearer(make_key(role, None if role == "admin" else institutions[role]))
+    revoked = make_key("bank", home.bank.code)
+    factories.tx(lambda conn: revoke_key(conn, revoked.split("_")[1]))
+    keys["revoked"] = _bearer(revoked)
+    world = World(books, institutions, keys)
+    for caller in ROLES:
+        owner = factories.tx(lambda conn: _institution_id(conn, institutions[caller]))
+        for relation, institution_id in (("own", owner), ("other", books["other"].bank.id),
+                                         ("out", books["out"].bank.id)):
+            spec = chart.settlement(institution_id)
+            world.accounts[caller, relation] = factories.tx(lambda conn: ensure_accounts(conn, [spec]))[spec.code]
+    return world
+
+
+def _institution_id(conn, code: str) -> int:
+    from ledger.institutions import get_institution
+    return get_institution(conn, code).id
+
+
+def _bearer(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture(scope="session")
+def world(engine):
+    previous = factories._engine
+    factories.bind(engine)  # session fixtures run before the per-test binding in conftest
+    try:
+        return _world()
+    finally:
+        factories.bind(previous)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    json: dict | None = None
+
+
+def fixed(path: str, json: dict | None = None):
+    return lambda world, caller, relation: Request(path, json)
+
+
+def loan_path(suffix: str = "", json=None):
+    return lambda w, caller, relation: Request(f"/v1/loans/{w.books[relation].loan_id}{suffix}",
+                                               json(w, relation) if json else None)
+
+
+def program_path(suffix: str = "", json=None):
+    return lambda w, caller, relation: Request(f"/v1/programs/{w.books[relation].program.code}{suffix}",
+                                               json(w, relation) if json else None)
+
+
+def institution_body(w, caller, relation):
+    region = {"own": HOME, "other": HOME_DISTRICT, "out": AWAY}[relation]
+    return Request("/v1/institutions", {"code": unique("M"), "name": "Matrix Bank", "kind": "bank",
+                                        "region": region})
+
+
+def borrower_body(w, caller, relation):
+    if relation == "other":  # a fresh customer of another bank: posting its code files the caller's own record
+        facts = vars(BorrowerFactory(bank_id=w.books["other"].bank.id, region=HOME_DISTRICT).facts)
+        body = {**{k: v for k, v in facts.items() if not k.endswith("_fen")},
+                "revenue": _yuan(facts["revenue_fen"]), "total_assets": _yuan(facts["total_assets_fen"])}
+    else:
+        district = HOME_DISTRICT if relation == "own" else AWAY_DISTRICT
+        body = {"credit_code": credit_code(district), "name": "Matrix Firm", "region": district,
+                "industry": "software_it", "employees": 50, "revenue": "8000000.00",
+                "total_assets": "3000000.00", "private": True}
+    if caller == "admin":  # an admin names the bank whose file it posts to (a bank key must not)
+        body["bank"] = w.institutions["admin"]
+    return Request("/v1/borrowers", body)
+
+
+def _role(caller: str) -> str:
+    """Whose objects `own` names for a caller without a (valid) key: the home bank's."""
+    return "bank" if caller in ("none", "revoked") else caller
+
+
+def _yuan(fen: int) -> str:
+    return factories.format_fen(fen)
+
+
+def program_body(w, caller, relation):
+    region = {"own": HOME, "other": HOME_DISTRICT, "out": AWAY}[relation]
+    parties = w.books["own"].parties
+    return Request("/v1/programs", {"code": unique("m").lower(), "name": "Matrix scheme", "region": region,
+                                    "effective_from": "2023-01-01",
+                                    "terms": api_terms(parties["insurer"], parties["pool"], parties["treasury"])})
+
+
+def version_body(w, relation):
+    return {"effective_from": w.next_day(), "terms": terms_to_dict(w.books[relation].program.versions[0].terms)}
+
+
+def loan_post(batch: bool):
+    def build(w, caller, relation):
+        book = w.books[relation]
+        body = loan_body(book.borrower.facts.credit_code, book.program.code)
+        return Request("/v1/loans/batch", {"loans": [body]}) if batch else Request("/v1/loans", body)
+    return build
+
+
+def rate_body(w, caller, relation):
+    n = next(w._months)  # a month never recorded before: far in the future
+    return Request("/v1/reference-rates/LPR1Y", {"month": f"{2100 + n // 12}-{n % 12 + 1:02d}", "rate": "0.0300"})
+
+
+def account_path(w, caller, relation):
+    return Request(f"/v1/accounts/{w.accounts[_role(caller), relation]}/balance")
+
+
+def institution_path(w, caller, relation):
+    code = w.institutions[_role(caller)] if relation == "own" else w.books[relation].bank.code
+    return Request(f"/v1/institutions/{code}")
+
+
+def borrower_path(w, caller, relation):
+    return Request(f"/v1/borrowers/{w.books[relation].borrower.facts.credit_code}")
+
+
+REPAYMENT = lambda w, relation: {"paid_on": "2025-06-01", "principal": "1.00", "interest": "0.10"}  # noqa: E731
+FEE = lambda w, relation: {"kind": "appraisal_fee", "amount": "10.00", "paid_on": "2025-02-25"}  # noqa: E731
+CONTRIBUTION = lambda w, relation: {"amount": "100.00", "on": "2025-01-05"}  # noqa: E731
+
+
+# --- the matrix --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Row:
+    build: object
+    default: int = 403
+    unauthenticated: int = 401
+    statuses: dict = field(default_factory=dict)
+
+    def __init__(self, build, *, default=403, unauthenticated=401, **statuses):
+        object.__setattr__(self, "build", build)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "unauthenticated", unauthenticated)
+        object.__setattr__(self, "statuses", statuses)
+
+    def expected(self, caller: str, relation: str) -> int:
+        if caller in ("none", "revoked"):
+            return self.unauthenticated
+        status = self.default
+        for name in ("everyone", *(g for g, members in GROUPS.items() if caller in members and g != "everyone"), caller):
+            status = self.statuses.get(name, status)
+        return status[RELATIONS.index(relation)] if isinstance(status, tuple) else status
+
+
+OPEN = {"unauthenticated": 200, "everyone": 200}  # no key needed
+OWN_ONLY = (200, 404, 404)
+IN_REGION = (200, 200, 404)
+
+MATRIX = {
+    ("GET", "/healthz"): Row(fixed("/healthz"), **OPEN),
+    ("GET", "/readyz"): Row(fixed("/readyz"), **OPEN),
+    ("GET", "/v1/institutions"): Row(fixed("/v1/institutions"), everyone=200),
+    ("POST", "/v1/institutions"): Row(institution_body, admin=201),
+    ("GET", "/v1/institutions/{code}"): Row(institution_path, everyone=200),
+    # A bank's borrower records are its own file: posting another bank's customer files its own record.
+    ("POST", "/v1/borrowers"): Row(borrower_body, admin=201, bank=201),
+    ("GET", "/v1/borrowers/{credit_code}"): Row(borrower_path, admin=200, bank=OWN_ONLY, parties=OWN_ONLY,
+                                                regional=IN_REGION),
+    ("GET", "/v1/reference-rates/{name}"): Row(fixed("/v1/reference-rates/LPR1Y"), everyone=200),
+    ("POST", "/v1/reference-rates/{name}"): Row(rate_body, admin=201, fiscal=201),
+    ("GET", "/v1/reference-rates/{name}/{month}"): Row(fixed("/v1/reference-rates/LPR1Y/2025-05"), everyone=200),
+    ("GET", "/v1/programs"): Row(fixed("/v1/programs"), everyone=200),
+    ("POST", "/v1/programs"): Row(program_body, admin=201, fiscal=(201, 201, 403)),
+    ("GET", "/v1/programs/{code}"): Row(program_path(), everyone=200, regional=IN_REGION),
+    ("POST", "/v1/programs/{code}/versions"): Row(program_path("/versions", version_body), admin=201,
+                                                  fiscal=(201, 201, 404)),
+    ("POST", "/v1/programs/{code}/fund-contributions"): Row(program_path("/fund-contributions", CONTRIBUTION),
+                                                            fiscal=(201, 201, 404), pool=(201, 403, 403)),
+    ("GET", "/v1/programs/{code}/fund"): Row(program_path("/fund"), admin=200, parties=OWN_ONLY,
+                                             regional=IN_REGION),
+    ("GET", "/v1/loans"): Row(fixed("/v1/loans"), everyone=200),
+    # A loan for a borrower another bank registered is a 422 (not registered by this bank).
+    ("POST", "/v1/loans"): Row(loan_post(batch=False), bank=(201, 422, 422)),
+    ("POST", "/v1/loans/batch"): Row(loan_post(batch=True), bank=(201, 422, 422)),
+    ("GET", "/v1/loans/{loan_id}"): Row(loan_path(), admin=200, bank=OWN_ONLY, parties=OWN_ONLY, regional=IN_REGION),
+    ("POST", "/v1/loans/{loan_id}/repayments"): Row(loan_path("/repayments", REPAYMENT), bank=(201, 404, 404)),
+    ("POST", "/v1/loans/{loan_id}/fees"): Row(loan_path("/fees", FEE), bank=(201, 404, 404)),
+    ("GET", "/v1/accounts"): Row(fixed("/v1/accounts"), everyone=200),
+    # `other` is a Guangzhou bank's account: outside the district auditor's region.
+    ("GET", "/v1/accounts/{account_id}/balance"): Row(account_path, admin=200, bank=OWN_ONLY, parties=OWN_ONLY,
+                                                      fiscal=IN_REGION, auditor=OWN_ONLY),
+    ("GET", "/v1/journal"): Row(fixed("/v1/journal"), everyone=200),
+    ("GET", "/v1/audit/verify"): Row(fixed("/v1/audit/verify"), admin=200, auditor=200),
+    ("GET", "/v1/audit/head"): Row(fixed("/v1/audit/head"), admin=200, auditor=200),
+}
+
+
+def test_every_operation_has_a_row(client):
+    spec = client.get("/openapi.json").get_json()
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item
+                  if method in ("get", "post", "put", "patch", "delete")}
+    assert not documented - set(MATRIX), f"operations without an authorisation row: {sorted(documented - set(MATRIX))}"
+    assert not set(MATRIX) - documented, f"rows for operations that do not exist: {sorted(set(MATRIX) - documented)}"
+
+
+@pytest.mark.parametrize("relation", RELATIONS)
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("operation", list(MATRIX), ids=" ".join)
+def test_authorisation(client, world, operation, caller, relation):
+    method, _template = operation
+    row = MATRIX[operation]
+    request = row.build(world, caller, relation)
+    headers = dict(world.keys[caller])
+    if method == "POST":
+        headers["Idempotency-Key"] = unique("authz")
+    response = client.open(request.path, method=method, json=request.json, headers=headers)
+    expected = row.expected(caller, relation)
+    assert response.status_code == expected, (f"{method} {request.path} as {caller} ({relation}): "
+                                              f"{response.status_code}, expected {expected}: "
+                                              f"{response.get_data(as_text=True)[:300]}")

@@ -1,0 +1,434 @@
+"""The bad-input catalogue: named bad requests across the API, each refused with its documented
+4xx as problem+json that says what is wrong, and leaving the database exactly as it was.
+
+For every case: the status; the `application/problem+json` type with a `urn:ipledger:problem:`
+type and a detail; the offending field named in `errors[].field` (or, for errors that are not
+about one field, a telling word in `detail`); and the same row count in every table of
+`ledger.schema.metadata` and the same sha256 over every entry and posting, before and after.
+(The ContractClient checks meanwhile that each status is documented for its operation.)
+
+Adding a case: append a `Bad(...)` to CASES with a readable id; `make(world)` returns the
+request (method, path, and `json=` or `data=`/`content_type=`), `who` names the key in `world`.
+Field names are matched by inclusion (`"principal" in field`), not by exact path, so the error
+path notation can change (`pledges.0.number` or `pledges[0].number`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+from sqlalchemy import func, select
+
+from ledger import schema
+from ledger.loans import record_repayment
+from ledger.journal import SYSTEM
+from ledger.terms import terms_to_dict
+from tests import factories
+from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, credit_code,
+                             loan_body, make_key, make_loan, patent_number, program_parties, unique)
+
+PROBLEM = "application/problem+json"
+FAR = "9" * 14 + ".00"  # 10^14 yuan: beyond the 10^13 limit of API.md
+
+
+# --- the world ---------------------------------------------------------------------------------
+
+@dataclass
+class World:
+    keys: dict
+    bank: object
+    program: object
+    borrower: str
+    loan_id: int
+    closed_loan_id: int
+    other_loan_id: int
+    other_account_id: int
+    used_key: str
+    used_body: dict
+    away_program: str
+    extra: dict = field(default_factory=dict)
+
+    def loan(self, **over) -> dict:
+        body = loan_body(self.borrower, self.program.code)
+        body.update(over)
+        return body
+
+    def pledged(self, **pledge) -> dict:
+        body = self.loan()
+        body["pledges"] = [{**body["pledges"][0], **pledge}]
+        return body
+
+
+def _world(client) -> World:
+    bank = InstitutionFactory(kind="bank", region="440100")
+    other_bank = InstitutionFactory(kind="bank", region="440100")
+    program = ProgramFactory(region="440100")
+    away = ProgramFactory(region="510100")
+    borrower = BorrowerFactory(bank_id=bank.id, region="440106").facts.credit_code
+    BorrowerFactory(bank_id=other_bank.id, credit_code=borrower, region="440106")  # its own record of the code
+    loan_id = make_loan(bank.id, borrower, program.code)
+    closed = make_loan(bank.id, borrower, program.code, principal="100.00")
+    factories.tx(lambda conn: record_repayment(conn, closed, bank.id, _date("2025-04-01"), 100_00, 0, SYSTEM))
+    other_loan = make_loan(other_bank.id, borrower, program.code)
+    pool = program.versions[0].terms.parties[1].institution
+    keys = {"admin": make_key("admin"), "bank": make_key("bank", bank.code),
+            "pool": make_key("pool", pool), "other_pool": make_key("pool", InstitutionFactory(kind="pool").code),
+            "fiscal": make_key("fiscal", InstitutionFactory(kind="fiscal", region="440100").code),
+            "away_fiscal": make_key("fiscal", InstitutionFactory(kind="fiscal", region="510000").code)}
+    headers = {"Authorization": f"Bearer {keys['bank']}"}
+    used_key, used_body = unique("used"), loan_body(borrower, program.code)
+    assert client.post("/v1/loans", json=used_body, headers={**headers, "Idempotency-Key": used_key}).status_code == 201
+    other_account = client.get(f"/v1/loans/{other_loan}", headers={"Authorization": f"Bearer {keys['admin']}"}
+                               ).get_json()["events"][0]["postings"][0]["account"]
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    assert client.post("/v1/reference-rates/LPR1Y", json={"month": "2099-01", "rate": "0.0300"},
+                       headers=admin).status_code in (200, 201)
+    return World(keys, bank, program, borrower, loan_id, closed, other_loan, other_account, used_key, used_body,
+                 away.code, {"institution": bank.code})
+
+
+def _date(text: str):
+    from datetime import date
+    return date.fromisoformat(text)
+
+
+@pytest.fixture(scope="session")
+def world(engine, app):
+    previous = factories._engine
+    factories.bind(engine)  # session fixtures run before the per-test binding in conftest
+    try:
+        with app.test_client() as client:
+            return _world(client)
+    finally:
+        factories.bind(previous)
+
+
+# --- the state of the books ----------------------------------------------------------------------
+
+def snapshot(engine) -> dict:
+    """Row counts of every table, and a sha256 over every entry and posting in id order."""
+    with engine.connect() as conn:
+        counts = {table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+                  for table in schema.metadata.sorted_tables}
+        digest = hashlib.sha256()
+        for table in (schema.entries, schema.postings):
+            for row in conn.execute(select(table).order_by(table.c.id)):
+                digest.update(repr(tuple(row)).encode())
+    return {"counts": counts, "journal_sha256": digest.hexdigest()}
+
+
+# --- the catalogue -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    status: int
+    needle: str          # a field name in errors[].field, or a word of the detail
+    make: Callable       # world -> dict(method=, path=, json= | data= + content_type=, headers=)
+    who: str = "bank"
+
+
+def post(path: str, body=None, **extra):
+    return lambda w: {"method": "POST", "path": path.format(w=w), "json": body(w) if callable(body) else body,
+                      **extra}
+
+
+def get(path: str):
+    return lambda w: {"method": "GET", "path": path.format(w=w)}
+
+
+def raw(path: str, data, content_type="application/json"):
+    return lambda w: {"method": "POST", "path": path.format(w=w), "data": data, "content_type": content_type}
+
+
+def loan(**over):
+    return post("/v1/loans", lambda w: w.loan(**over))
+
+
+def pledge(**over):
+    return post("/v1/loans", lambda w: w.pledged(**over))
+
+
+def repay(principal="1.00", interest="0.00", paid_on="2025-06-01", loan_attr="loan_id"):
+    return post("/v1/loans/{w." + loan_attr + "}/repayments",
+                {"paid_on": paid_on, "principal": principal, "interest": interest})
+
+
+def fee(kind="premium", amount="100.00", paid_on="2025-02-25", loan_attr="loan_id"):
+    return post("/v1/loans/{w." + loan_attr + "}/fees", {"kind": kind, "amount": amount, "paid_on": paid_on})
+
+
+def contribute(amount="100.00", on="2025-01-05", program="{w.program.code}"):
+    return post(f"/v1/programs/{program}/fund-contributions", {"amount": amount, "on": on})
+
+
+def borrower(**over):
+    def body(w):
+        made = {"credit_code": credit_code(), "name": "Bad Inputs Ltd", "region": "440106",
+                "industry": "software_it", "employees": 50, "revenue": "8000000.00",
+                "total_assets": "3000000.00", "private": True}
+        made.update(over)
+        return made
+    return post("/v1/borrowers", body)
+
+
+def institution(**over):
+    return post("/v1/institutions", lambda w: {"code": unique("BAD"), "name": "Bad Bank", "kind": "bank",
+                                               "region": "440106", **over})
+
+
+def programme(change=None, **over):
+    """A programme body with `over` fields, or with `change(world)`'s fields."""
+    def body(w):
+        made = {"code": unique("bad").lower(), "name": "Bad scheme", "region": "440100",
+                "effective_from": "2023-01-01", "terms": api_terms(**program_parties())}
+        made.update(change(w) if change else over)
+        return made
+    return post("/v1/programs", body)
+
+
+def terms_with(change):
+    def over(w):
+        terms = api_terms(**program_parties())
+        change(terms, w)
+        return {"terms": terms}
+    return over
+
+
+def version(effective_from):
+    return post("/v1/programs/{w.program.code}/versions",
+                lambda w: {"effective_from": effective_from, "terms": terms_to_dict(w.program.versions[0].terms)})
+
+
+def rate(month="2098-01", value="0.0300"):
+    return post("/v1/reference-rates/LPR1Y", {"month": month, "rate": value})
+
+
+def _bank_as_insurer(terms, w):
+    terms["parties"][0]["institution"] = w.extra["institution"]
+
+
+def _unknown_party(terms, w):
+    terms["parties"][0]["institution"] = "NOBODY-HERE"
+
+
+def _misspelt_cap(terms, w):
+    terms["parties"][0]["caps"] = {"per_clam": "1.00"}
+
+
+def _oversubscribed(terms, w):
+    terms["parties"][0]["share"] = "0.70"
+
+
+def _batch(size: int):
+    return post("/v1/loans/batch", lambda w: {"loans": [w.loan() for _ in range(size)]})
+
+
+def _batch_with_bad_item(w):
+    return {"loans": [w.loan(), w.loan(), w.loan(maturity_date="2024-01-01")]}
+
+
+def _duplicate_registration(w):
+    body = w.loan()
+    body["pledges"] = [body["pledges"][0], dict(body["pledges"][0])]
+    return body
+
+
+def _reused_key(w):
+    return {"method": "POST", "path": "/v1/loans", "json": {**w.used_body, "principal": "1.00"},
+            "headers": {"Idempotency-Key": w.used_key}}
+
+
+def _existing_institution(w):
+    return {"method": "POST", "path": "/v1/institutions",
+            "json": {"code": w.extra["institution"], "name": "Again", "kind": "bank", "region": "440100"}}
+
+
+def _existing_programme(w):
+    return {"method": "POST", "path": "/v1/programs",
+            "json": {"code": w.program.code, "name": "Again", "region": "440100", "effective_from": "2023-01-01",
+                     "terms": api_terms(**program_parties())}}
+
+
+def _same_contract(w):
+    return {"method": "POST", "path": "/v1/loans", "json": {**w.loan(), "contract_no": w.used_body["contract_no"]}}
+
+
+CASES = [
+    # --- transport: JSON, content type, size, headers -----------------------------------------
+    Bad("malformed-json-institution", 400, "JSON", raw("/v1/institutions", "{not json"), "admin"),
+    Bad("malformed-json-borrower", 400, "JSON", raw("/v1/borrowers", '{"credit_code": ')),
+    Bad("malformed-json-loan", 400, "JSON", raw("/v1/loans", "{")),
+    Bad("json-array-for-an-object", 422, "body", raw("/v1/institutions", "[]"), "admin"),
+    Bad("json-null-body", 422, "body", raw("/v1/reference-rates/LPR1Y", "null"), "admin"),
+    Bad("text-plain-body", 415, "application/json", raw("/v1/institutions", "code=x", "text/plain"), "admin"),
+    Bad("form-encoded-body", 415, "application/json",
+        raw("/v1/loans/{w.loan_id}/repayments", "paid_on=2025-06-01", "application/x-www-form-urlencoded")),
+    Bad("xml-body", 415, "application/json", raw("/v1/loans/batch", "<loans/>", "application/xml")),
+    Bad("oversized-body", 413, "large", raw("/v1/loans/batch", "[" + " " * (16 * 1024 * 1024) + "]")),
+    Bad("idempotency-key-too-long", 400, "Idempotency-Key",
+        lambda w: {**loan()(w), "headers": {"Idempotency-Key": "k" * 256}}),
+    Bad("idempotency-key-missing-on-loan", 400, "Idempotency-Key",
+        lambda w: {**loan()(w), "headers": {"Idempotency-Key": None}}),
+    Bad("idempotency-key-missing-on-repayment", 400, "Idempotency-Key",
+        lambda w: {**repay()(w), "headers": {"Idempotency-Key": None}}),
+    Bad("idempotency-key-reused-with-another-body", 422, "Idempotency-Key", _reused_key),
+    Bad("nul-in-body-text", 422, "body", institution(name="bad\u0000name"), "admin"),
+    Bad("nul-in-path", 400, "NUL", get("/v1/institutions/A%00B")),
+    Bad("nul-in-query", 400, "NUL", get("/v1/loans?status=active%00")),
+    # --- money ---------------------------------------------------------------------------------
+    Bad("loan-principal-float", 422, "principal", loan(principal=1.5)),
+    Bad("loan-principal-three-decimals", 422, "principal", loan(principal="10.001")),
+    Bad("loan-principal-zero", 422, "principal", loan(principal="0")),
+    Bad("loan-principal-negative", 422, "principal", loan(principal="-5.00")),
+    Bad("loan-principal-huge", 422, "principal", loan(principal=FAR)),
+    Bad("loan-principal-fullwidth-digits", 422, "principal", loan(principal="１００.00")),
+    Bad("loan-principal-trailing-newline", 422, "principal", loan(principal="100.00\n")),
+    Bad("loan-principal-boolean", 422, "principal", loan(principal=True)),
+    Bad("loan-insured-amount-float", 422, "insured_amount", loan(insured_amount=2.5)),
+    Bad("pledge-appraised-value-negative", 422, "appraised_value", pledge(appraised_value="-1.00")),
+    Bad("repayment-principal-float", 422, "principal", repay(principal=0.1)),
+    Bad("repayment-principal-negative", 422, "principal", repay(principal="-50.00")),
+    Bad("repayment-principal-three-decimals", 422, "principal", repay(principal="1.005")),
+    Bad("repayment-principal-huge", 422, "principal", repay(principal=FAR)),
+    Bad("repayment-interest-negative", 422, "interest", repay(interest="-1.00")),
+    Bad("repayment-nothing-paid", 422, "principal", repay(principal="0", interest="0")),
+    Bad("repayment-beyond-outstanding", 422, "principal", repay(principal="5000000.01")),
+    Bad("fee-amount-zero", 422, "amount", fee(amount="0")),
+    Bad("fee-amount-negative", 422, "amount", fee(amount="-10.00")),
+    Bad("fee-amount-huge", 422, "amount", fee(amount=FAR)),
+    Bad("contribution-amount-zero", 422, "amount", contribute(amount="0"), "fiscal"),
+    Bad("contribution-amount-float", 422, "amount", contribute(amount=12.5), "fiscal"),
+    Bad("contribution-amount-huge", 422, "amount", contribute(amount=FAR), "fiscal"),
+    Bad("borrower-revenue-float", 422, "revenue", borrower(revenue=1.5)),
+    Bad("borrower-total-assets-negative", 422, "total_assets", borrower(total_assets="-1.00")),
+    Bad("borrower-revenue-three-decimals", 422, "revenue", borrower(revenue="1.001")),
+    # --- dates ---------------------------------------------------------------------------------
+    Bad("loan-start-impossible-date", 422, "start_date", loan(start_date="2025-02-30")),
+    Bad("loan-start-iso-week-date", 422, "start_date", loan(start_date="2025-W01-1")),
+    Bad("loan-start-in-the-future", 422, "start_date", loan(start_date="2999-01-01", maturity_date="2999-12-31")),
+    Bad("loan-maturity-before-start", 422, "maturity_date", loan(maturity_date="2025-02-01")),
+    Bad("pledge-registered-on-not-a-date", 422, "registered_on", pledge(registered_on="last week")),
+    Bad("repayment-month-13", 422, "paid_on", repay(paid_on="2025-13-01")),
+    Bad("repayment-before-loan-start", 422, "paid_on", repay(paid_on="2025-02-28")),
+    Bad("repayment-in-the-future", 422, "paid_on", repay(paid_on="2999-01-01")),
+    Bad("fee-paid-on-a-word", 422, "paid_on", fee(paid_on="yesterday")),
+    Bad("contribution-on-feb-29-of-a-common-year", 422, "on", contribute(on="2025-02-29"), "fiscal"),
+    Bad("rate-month-13", 422, "month", rate(month="2025-13"), "admin"),
+    Bad("rate-month-trailing-newline", 422, "month", rate(month="2025-06\n"), "admin"),
+    Bad("programme-ends-before-it-starts", 422, "effective_to",
+        programme(effective_from="2024-01-01", effective_to="2023-12-31"), "admin"),
+    Bad("version-starts-before-the-latest", 422, "effective_from", version("2018-12-31"), "admin"),
+    # --- identifiers and codes -----------------------------------------------------------------
+    Bad("borrower-credit-code-bad-check-character", 422, "credit_code", borrower(credit_code="91350100M000100Y44")),
+    Bad("borrower-credit-code-too-short", 422, "credit_code", borrower(credit_code="123")),
+    Bad("borrower-credit-code-forbidden-letter", 422, "credit_code", borrower(credit_code="91350100M000100I43")),
+    Bad("loan-borrower-bad-check-character", 422, "borrower", loan(borrower="91350100M000100Y44")),
+    Bad("pledge-patent-bad-check-character", 422, "number", pledge(number="ZL201710601862.4")),
+    Bad("pledge-patent-malformed", 422, "number", pledge(number="ZL2017")),
+    Bad("pledge-trademark-nice-class-46", 422, "nice_class",
+        pledge(kind="trademark", number="12345678", nice_class=46)),
+    Bad("pledge-trademark-without-nice-class", 422, "nice_class", pledge(kind="trademark", number="12345678")),
+    Bad("pledge-kind-unknown", 422, "kind", pledge(kind="design")),
+    Bad("pledge-registered-twice-in-one-loan", 422, "pledges", post("/v1/loans", _duplicate_registration)),
+    Bad("loan-without-pledges", 422, "pledges", loan(pledges=[])),
+    Bad("loan-ip-share-above-one", 422, "ip_share", loan(ip_share="1.2")),
+    Bad("loan-annual-rate-not-a-number", 422, "annual_rate", loan(annual_rate="abc")),
+    Bad("loan-unknown-field", 422, "surprise", loan(surprise=1)),
+    Bad("institution-region-five-digits", 422, "region", institution(region="44010"), "admin"),
+    Bad("institution-code-with-a-space", 422, "code", institution(code="BAD CODE"), "admin"),
+    Bad("institution-kind-unknown", 422, "kind", institution(kind="casino"), "admin"),
+    Bad("institution-unknown-field", 422, "motto", institution(motto="trust us"), "admin"),
+    Bad("borrower-industry-unknown", 422, "industry", borrower(industry="piracy")),
+    Bad("borrower-employees-negative", 422, "employees", borrower(employees=-1)),
+    Bad("borrower-employees-fraction", 422, "employees", borrower(employees=1.5)),
+    Bad("programme-region-letters", 422, "region", programme(region="ABCDEF"), "admin"),
+    Bad("programme-terms-misspelt-cap", 422, "per_clam", programme(terms_with(_misspelt_cap)), "admin"),
+    Bad("programme-shares-above-one", 422, "parties", programme(terms_with(_oversubscribed)), "admin"),
+    Bad("rate-above-fifty-percent", 422, "rate", rate(value="3.0"), "admin"),
+    Bad("list-limit-zero", 422, "limit", get("/v1/loans?limit=0")),
+    Bad("list-limit-over-1000", 422, "limit", get("/v1/journal?limit=1001")),
+    Bad("list-cursor-forged", 422, "after", get("/v1/accounts?after=garbage")),
+    Bad("list-status-unknown", 422, "status", get("/v1/loans?status=bogus")),
+    Bad("list-region-two-digits", 422, "region", get("/v1/institutions?region=44")),
+    Bad("balance-as-of-month-13", 422, "as_of", get("/v1/accounts/{w.other_account_id}/balance?as_of=2025-13-01"),
+        "admin"),
+    # --- unknown references --------------------------------------------------------------------
+    Bad("loan-programme-unknown", 422, "program", loan(program="no-such-programme")),
+    Bad("loan-borrower-not-registered", 422, "borrower", lambda w: loan(borrower=credit_code())(w)),
+    Bad("loan-programme-out-of-the-borrowers-region", 422, "program", lambda w: loan(program=w.away_program)(w)),
+    Bad("programme-party-unknown", 422, "institution", programme(terms_with(_unknown_party)), "admin"),
+    Bad("programme-party-of-the-wrong-kind", 422, "institution", programme(terms_with(_bank_as_insurer)), "admin"),
+    Bad("repayment-unknown-loan", 404, "does not exist", post("/v1/loans/987654321/repayments", {
+        "paid_on": "2025-06-01", "principal": "1.00", "interest": "0.00"})),
+    Bad("fee-unknown-loan", 404, "does not exist", post("/v1/loans/987654321/fees",
+                                                         {"kind": "premium", "amount": "1.00", "paid_on": "2025-02-25"})),
+    Bad("contribution-unknown-programme", 404, "does not exist", contribute(program="no-such-programme"), "fiscal"),
+    Bad("version-unknown-programme", 404, "does not exist",
+        post("/v1/programs/no-such-programme/versions", lambda w: {
+            "effective_from": "2030-01-01", "terms": terms_to_dict(w.program.versions[0].terms)}), "admin"),
+    Bad("rate-unknown-name", 404, "SHIBOR", post("/v1/reference-rates/SHIBOR", {"month": "2025-06", "rate": "0.03"}),
+        "admin"),
+    # --- wrong states and uniqueness -----------------------------------------------------------
+    Bad("institution-code-taken", 409, "already exists", _existing_institution, "admin"),
+    Bad("programme-code-taken", 409, "already exists", _existing_programme, "admin"),
+    Bad("loan-contract-number-taken", 409, "contract_no", _same_contract),
+    Bad("repayment-on-a-closed-loan", 409, "closed", repay(loan_attr="closed_loan_id")),
+    Bad("rate-already-recorded-otherwise", 409, "already recorded", rate(month="2099-01", value="0.0310"), "admin"),
+    Bad("batch-empty", 422, "loans", post("/v1/loans/batch", {"loans": []})),
+    Bad("batch-over-10000", 422, "loans", post("/v1/loans/batch", {"loans": [{}] * 10001})),
+    Bad("batch-with-one-bad-item", 422, "maturity_date", post("/v1/loans/batch", _batch_with_bad_item)),
+    Bad("batch-not-an-envelope", 422, "loans", post("/v1/loans/batch", lambda w: {"items": [w.loan()]})),
+    # --- other institutions' ids and regions ---------------------------------------------------
+    Bad("repayment-on-another-banks-loan", 404, "does not exist", repay(loan_attr="other_loan_id")),
+    Bad("fee-on-another-banks-loan", 404, "does not exist", fee(loan_attr="other_loan_id")),
+    Bad("balance-of-another-banks-account", 404, "does not exist",
+        get("/v1/accounts/{w.other_account_id}/balance")),
+    Bad("pool-contributes-to-a-programme-it-is-no-party-to", 403, "not a party", contribute(), "other_pool"),
+    Bad("fiscal-versions-a-programme-of-another-province", 404, "does not exist", version("2030-01-01"),
+        "away_fiscal"),
+    Bad("fiscal-creates-a-programme-in-another-province", 403, "region", programme(region="440100"), "away_fiscal"),
+    Bad("bank-creates-an-institution", 403, "admin", institution()),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_refused_and_writes_nothing(client, engine, world, case):
+    request = case.make(world)
+    headers = {"Authorization": f"Bearer {world.keys[case.who]}"}
+    if request["method"] == "POST":
+        headers["Idempotency-Key"] = unique("bad")
+    headers.update(request.pop("headers", {}))
+    headers = {name: value for name, value in headers.items() if value is not None}
+    before = snapshot(engine)
+    response = client.open(request.pop("path"), headers=headers, **request)
+    assert response.status_code == case.status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == PROBLEM
+    problem = json.loads(response.get_data(as_text=True))
+    assert problem["type"].startswith("urn:ipledger:problem:") and problem["status"] == case.status
+    assert problem["detail"] and "Traceback" not in problem["detail"]
+    named = any(case.needle in error["field"] for error in problem.get("errors", []))
+    if case.status == 422:  # validation: the offending field is named
+        assert named, (case.needle, problem)
+    else:
+        assert named or case.needle.lower() in problem["detail"].lower(), (case.needle, problem)
+    assert snapshot(engine) == before, "a refused request changed the database"
+
+
+def test_the_catalogue_is_large_and_named_uniquely():
+    assert len(CASES) >= 60
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+def test_the_snapshot_sees_a_new_row_and_a_new_journal_entry(engine):
+    """The "unchanged" check of the catalogue can fail: any write shows in it."""
+    before = snapshot(engine)
+    bank = InstitutionFactory(kind="bank")
+    with_institution = snapshot(engine)
+    assert with_institution["counts"]["institutions"] == before["counts"]["institutions"] + 1
+    assert with_institution["journal_sha256"] == before["journal_sha256"]
+    make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, ProgramFactory().code)
+    assert snapshot(engine)["journal_sha256"] != with_institution["journal_sha256"]
