@@ -66,6 +66,8 @@ def test_response_schemas_mark_every_always_present_field_required(spec):
     schemas = spec["components"]["schemas"]
     outputs = [name for name in schemas if name.endswith(("Out", "Page", "List"))] + ["Problem"]
     assert len(outputs) > 20
+    # Every schema a response reaches (programme terms nested in versions included) is one of them.
+    assert _reached_by_responses(spec) - {"Problem", "FieldError"} <= set(outputs)
     for name in outputs:
         schema = schemas[name]
         optional = {"errors"} if name == "Problem" else set()
@@ -167,6 +169,27 @@ def test_readyz_reads_the_migration_scripts_once(client, monkeypatch):
     for _ in range(20):
         assert client.get("/readyz").status_code == 200
     assert len(calls) == 1
+
+
+def _reached_by_responses(spec: dict) -> set[str]:
+    """The component schemas any response body refers to, directly or nested."""
+    reached: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] not in reached:
+                reached.add(ref.rsplit("/", 1)[1])
+                walk(spec["components"]["schemas"][ref.rsplit("/", 1)[1]])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for item in spec["paths"].values():
+        for _method, operation in _operations(item):
+            walk(operation["responses"])
+    return reached
 
 
 def _operations(item: dict):
