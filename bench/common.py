@@ -56,7 +56,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from ledger import accounts as chart  # noqa: E402
 from ledger.chain import verify  # noqa: E402
-from ledger.db import make_engine, normalize_url, run_in_transaction, upgrade_to_head, utcnow  # noqa: E402
+from ledger.db import make_engine, normalize_url, run_in_transaction, upgrade_to_head  # noqa: E402
 from ledger.identifiers import credit_code_check_char, patent_check_char  # noqa: E402
 from ledger.institutions import create_institution  # noqa: E402
 from ledger.journal import SYSTEM, ensure_accounts  # noqa: E402

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, insert, select
 
 from ledger.dates import parse_month
 from ledger.db import utcnow
-from ledger.errors import Conflict, Invalid, NotFound
+from ledger.errors import Conflict, NotFound
 from ledger.money import parse_ratio
 from ledger.schema import reference_rates
 

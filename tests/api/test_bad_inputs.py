@@ -28,7 +28,7 @@ from ledger.journal import SYSTEM
 from ledger.terms import terms_to_dict
 from tests import factories
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, credit_code,
-                             loan_body, make_key, make_loan, patent_number, program_parties, unique)
+                             loan_body, make_key, make_loan, program_parties, unique)
 
 PROBLEM = "application/problem+json"
 FAR = "9" * 14 + ".00"  # 10^14 yuan: beyond the 10^13 limit of API.md

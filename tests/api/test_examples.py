@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ledger import demo
-from tests.factories import InstitutionFactory, auth
+from tests.factories import auth
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"

@@ -323,7 +323,7 @@ def test_large_batch_takes_the_bulk_path_and_stays_exact(client, book):
 
 
 def test_a_loan_cannot_start_in_the_future(client, book):
-    from datetime import date, timedelta
+    from datetime import timedelta
     tomorrow = business_today() + timedelta(days=1)
     problem = assert_problem(book.post(client, start_date=tomorrow.isoformat(),
                                        maturity_date=(tomorrow + timedelta(days=365)).isoformat()), 422)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.test_skeleton import assert_problem
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, auth,
-                             credit_code, loan_body, program_parties, tx, unique)
+                             credit_code, loan_body, program_parties, unique)
 
 
 @pytest.fixture(scope="module")
