@@ -14,7 +14,8 @@ from ledger.errors import Conflict, Invalid, NotFound
 from ledger.identifiers import validate_region
 from ledger.schema import INSTITUTION_KINDS, institutions
 
-CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+# fullmatch, ASCII: "$" would accept a trailing newline, \d full-width digits
+CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def _from_row(row) -> Institution:
 
 
 def create_institution(conn: Connection, code: str, name: str, kind: str, region: str) -> Institution:
-    if not CODE_RE.match(code or ""):
+    if not isinstance(code, str) or not CODE_RE.fullmatch(code):
         raise Invalid.field("code", "1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if not name or len(name) > 200:
         raise Invalid.field("name", "must be 1-200 characters")
