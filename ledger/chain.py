@@ -216,7 +216,13 @@ class Verification:
 
 def verify(conn: Connection, expect: tuple[int, str] | None = None) -> Verification:
     """Recompute balance and the whole chain from the rows as they are now; with `expect`
-    (seq, hash), also whether the book still extends that head."""
+    (seq, hash), also whether the book still extends that head.
+
+    All figures come from one snapshot: on PostgreSQL a connection not yet in a transaction is
+    switched to REPEATABLE READ (READ COMMITTED would let an entry sealed half-way through show
+    in the head but not in the counts); SQLite's read transaction is one snapshot already."""
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        conn.execution_options(isolation_level="REPEATABLE READ")
     entry_count = conn.execute(select(func.count()).select_from(entries)).scalar_one()
     posting_count = conn.execute(select(func.count()).select_from(postings)).scalar_one()
     unbalanced = unbalanced_entry_ids(conn)

@@ -219,3 +219,24 @@ def test_parse_head(written, parsed):
 def test_parse_head_refuses_anything_else(written):
     with pytest.raises(Invalid, match="SEQ:HASH"):
         chain.parse_head(written)
+
+
+def test_verify_reads_one_snapshot_while_others_post_and_seal(fresh_engine, monkeypatch):
+    """Counts, breaks and head come from one moment: an entry posted and sealed by another
+    transaction half-way through a verify is in none of its figures."""
+    if fresh_engine.dialect.name == "sqlite":
+        pytest.skip("SQLite: a read transaction is one snapshot by construction (writers wait for it)")
+    _post_some(2)
+    tx(chain.seal_pending)
+    real_find_first_break = chain.find_first_break
+
+    def meanwhile(conn):
+        _post_some(1)
+        tx(chain.seal_pending)
+        return real_find_first_break(conn)
+
+    monkeypatch.setattr(chain, "find_first_break", meanwhile)
+    with fresh_engine.connect().execution_options(ipledger_readonly=True) as conn:
+        result = chain.verify(conn)
+    assert (result.entries, result.sealed, result.unsealed, result.head.seq) == (2, 2, 0, 2)
+    assert tx(chain.verify).entries == 3
