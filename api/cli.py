@@ -167,6 +167,44 @@ def db_current() -> None:
         click.echo(f"current: {current_revision(conn)}  head: {head_revision()}")
 
 
+@db.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def db_backup(path: str) -> None:
+    """Write a consistent backup to PATH (SQLite: online backup; PostgreSQL: pg_dump custom
+    format, restored with pg_restore). Save `ipledger db fingerprint` beside it."""
+    import subprocess
+
+    from ledger.fingerprint import backup_database
+    try:
+        how = backup_database(database_url(), path)
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        raise click.ClickException(f"backup failed: {getattr(error, 'stderr', None) or error}")
+    click.echo(f"backup written to {path} ({how})")
+
+
+@db.command("fingerprint")
+@click.option("--compare", "expected_path", type=click.Path(exists=True, dir_okay=False),
+              help="A fingerprint saved earlier (e.g. of the live database before a backup): "
+                   "exit 1 listing every figure this database does not reproduce.")
+def db_fingerprint(expected_path: str | None) -> None:
+    """Print the book's fingerprint (chain head, row count of every table, balances digest) as
+    JSON: the restore drill of docs/OPERATING.md compares a restored copy's with the original's."""
+    from ledger.fingerprint import book_fingerprint, fingerprint_differences
+    with _engine().connect() as conn:
+        actual = book_fingerprint(conn)
+    click.echo(json.dumps(actual, indent=2))
+    if expected_path is None:
+        return
+    with open(expected_path, encoding="utf-8") as handle:
+        expected = json.load(handle)
+    differences = fingerprint_differences(expected, actual)
+    for line in differences:
+        click.echo(f"differs: {line}", err=True)
+    if differences:
+        sys.exit(1)
+    click.echo(f"every figure of {expected_path} reproduced", err=True)
+
+
 @main.group()
 def keys() -> None:
     """API keys (shown once; only a hash is stored)."""
