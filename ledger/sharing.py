@@ -298,3 +298,77 @@ def recovery_redirects(terms: Terms) -> dict[str, str]:
     """Parties whose returned part goes elsewhere (DOMAIN.md 4: a pool's part to the treasury)."""
     return {party.institution: party.recoveries_to for party in terms.parties
             if party.recoveries_to is not None}
+
+
+# Claims in claim order (DOMAIN.md 3.3: earlier claims use shared caps first)
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    """One claim as the claim order sees it: the loan, and the keys its shared caps go by."""
+
+    loan: LoanFacts
+    borrower: str
+    bank: str
+    year: int
+    """Calendar year the claim is classified in."""
+    portfolio_loans: tuple[tuple[int, int], ...] = ()
+    """(original principal, covered principal at start) of the programme's loans started up to
+    the claim date; the portfolio cap is a rate of their sum weighted by each party's ratio."""
+
+
+def borrower_year_principal_before(loans: Sequence[tuple[str, int, Any, int]]) -> list[int]:
+    """For (borrower, start year, loan id, principal) rows: principal of the borrower's earlier
+    loans that year, earlier meaning start-date order then loan id (the caller sorts by date;
+    rows of one borrower-year must come in that order)."""
+    used: dict[tuple[str, int], int] = {}
+    before: list[int] = []
+    for borrower, year, _loan_id, principal_fen in loans:
+        key = (borrower, year)
+        before.append(used.get(key, 0))
+        used[key] = used.get(key, 0) + principal_fen
+    return before
+
+
+def split_claims_in_order(terms: Terms, claims: Sequence[ClaimInput],
+                          fund_balances_fen: dict[str, int] | None = None) -> list[ClaimSplit]:
+    """Split claims one after another, each seeing what earlier ones used of every shared cap.
+
+    `fund_balances_fen` gives each fund-capped pool's balance; shares owed here count as owed and
+    unpaid against it (payments are the caller's business).
+    """
+    fund_balances_fen = fund_balances_fen or {}
+    owed: dict[tuple[str, str, Any], int] = {}
+    splits: list[ClaimSplit] = []
+    for claim in claims:
+        used = [_caps_used(party, claim, owed, fund_balances_fen) for party in terms.parties]
+        split = split_claim(terms, claim.loan, used)
+        for share in split.shares:
+            for key in _owed_keys(share.party, claim):
+                owed[key] = owed.get(key, 0) + share.owed_fen
+        splits.append(split)
+    return splits
+
+
+def _owed_keys(party: str, claim: ClaimInput) -> list[tuple[str, str, Any]]:
+    return [(party, "borrower_year", (claim.borrower, claim.year)),
+            (party, "bank_year", (claim.bank, claim.year)),
+            (party, "program_year", claim.year),
+            (party, "all", None)]
+
+
+def _caps_used(party: Party, claim: ClaimInput, owed: dict[tuple[str, str, Any], int],
+               fund_balances_fen: dict[str, int]) -> CapsUsed:
+    def so_far(kind: str, key: Any) -> int:
+        return owed.get((party.institution, kind, key), 0)
+
+    weighted = sum((Fraction(covered) * Fraction(party.ratio_for(original))
+                    for original, covered in claim.portfolio_loans), Fraction(0))
+    return CapsUsed(
+        borrower_year_fen=so_far("borrower_year", (claim.borrower, claim.year)),
+        bank_year_fen=so_far("bank_year", (claim.bank, claim.year)),
+        program_year_fen=so_far("program_year", claim.year),
+        portfolio_owed_fen=so_far("all", None),
+        portfolio_weighted_principal=weighted,
+        fund_balance_fen=fund_balances_fen.get(party.institution, 0),
+        fund_owed_unpaid_fen=so_far("all", None))

@@ -226,3 +226,59 @@ def test_recoveries_never_return_more_than_borne(borne_fen, recoveries_fen):
         assert all(r <= fen for r, fen in zip(returned, borne_fen))
     if sum(recoveries_fen) >= sum(borne_fen):
         assert returned == borne_fen
+
+
+# Claim order
+
+
+def _claim(loss_fen, borrower="B1", bank="BANK1", year=2026, portfolio=()):
+    return sharing.ClaimInput(_loan(loss_fen), borrower, bank, year, portfolio)
+
+
+def test_borrower_year_cap_is_used_in_claim_order():
+    terms = Terms(parties=(_party("P", "pool", "0.5",
+                                  caps=PartyCaps(per_borrower_year_fen=600_000)),))
+    first, second, other_year, other_borrower = sharing.split_claims_in_order(terms, [
+        _claim(1_000_000), _claim(1_000_000), _claim(1_000_000, year=2027),
+        _claim(1_000_000, borrower="B2")])
+    assert first.shares[0].owed_fen == 500_000
+    assert second.shares[0].owed_fen == 100_000
+    assert second.cuts == (sharing.Cut("P", "per_borrower_year", 400_000),)
+    assert other_year.shares[0].owed_fen == 500_000
+    assert other_borrower.shares[0].owed_fen == 500_000
+
+
+def test_bank_and_programme_year_caps_across_borrowers():
+    caps = PartyCaps(per_bank_year_fen=700_000, per_program_year_fen=900_000)
+    terms = Terms(parties=(_party("P", "pool", "0.5", caps=caps),))
+    splits = sharing.split_claims_in_order(terms, [
+        _claim(1_000_000, borrower="B1"), _claim(1_000_000, borrower="B2"),
+        _claim(1_000_000, borrower="B3", bank="BANK2")])
+    assert [s.shares[0].owed_fen for s in splits] == [500_000, 200_000, 200_000]
+    assert [c.cap for c in splits[1].cuts] == ["per_bank_year"]
+    assert [c.cap for c in splits[2].cuts] == ["per_program_year"]
+
+
+def test_fund_balance_is_used_by_earlier_claims_first():
+    terms = Terms(parties=(_party("P", "pool", "0.5", caps=PartyCaps(fund_balance=True)),))
+    splits = sharing.split_claims_in_order(terms, [_claim(1_000_000), _claim(1_000_000)],
+                                           {"P": 700_000})
+    assert [s.shares[0].owed_fen for s in splits] == [500_000, 200_000]
+    assert [s.bank_retained_fen for s in splits] == [500_000, 800_000]
+
+
+def test_portfolio_cap_weights_covered_principal_by_the_party_ratio():
+    tiers = (ShareTier(1_000_000, D("0.5")), ShareTier(None, D("0.25")))
+    terms = Terms(parties=(_party("P", "pool", "0.5", share_tiers=tiers,
+                                  caps=PartyCaps(portfolio_cap_rate=D("0.2"))),))
+    # 0.2 x (1,000,000 x 0.5 + 2,000,000 x 0.25) = 200,000 across the claims.
+    portfolio = ((1_000_000, 1_000_000), (2_000_000, 2_000_000))
+    splits = sharing.split_claims_in_order(terms, [
+        _claim(300_000, portfolio=portfolio), _claim(300_000, portfolio=portfolio)])
+    assert [s.shares[0].owed_fen for s in splits] == [150_000, 50_000]
+    assert [c.cap for c in splits[1].cuts] == ["portfolio"]
+
+
+def test_borrower_year_principal_before_in_start_order():
+    rows = [("B1", 2026, 1, 300), ("B2", 2026, 2, 50), ("B1", 2026, 3, 200), ("B1", 2027, 4, 9)]
+    assert sharing.borrower_year_principal_before(rows) == [0, 0, 300, 0]
