@@ -282,3 +282,30 @@ def test_portfolio_cap_weights_covered_principal_by_the_party_ratio():
 def test_borrower_year_principal_before_in_start_order():
     rows = [("B1", 2026, 1, 300), ("B2", 2026, 2, 50), ("B1", 2026, 3, 200), ("B1", 2027, 4, 9)]
     assert sharing.borrower_year_principal_before(rows) == [0, 0, 300, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7),
+       st.integers(0, 10**7), _ratio, _ratio,
+       st.lists(st.tuples(st.integers(0, 10**7), st.sampled_from(["B1", "B2"]),
+                          st.sampled_from(["K1", "K2"]), st.sampled_from([2025, 2026])),
+                max_size=8))
+def test_claims_in_order_never_exceed_a_shared_cap(borrower_cap, bank_cap, year_cap, fund_fen,
+                                                   pool_ratio, insurer_ratio, rows):
+    insurer_ratio = min(insurer_ratio, D(1) - pool_ratio)
+    caps = PartyCaps(per_borrower_year_fen=borrower_cap, per_bank_year_fen=bank_cap,
+                     per_program_year_fen=year_cap, fund_balance=True)
+    terms = Terms(parties=(_party("POOL", "pool", pool_ratio, caps=caps),
+                           _party("INS", "insurer", insurer_ratio)))
+    claims = [_claim(loss, borrower, bank, year) for loss, borrower, bank, year in rows]
+    splits = sharing.split_claims_in_order(terms, claims, {"POOL": fund_fen})
+    totals: dict = {}
+    for claim, split in zip(claims, splits):
+        assert sum(s.owed_fen for s in split.shares) + split.bank_retained_fen == claim.loan.loss_base_fen
+        pool = split.shares[0].owed_fen
+        for key in [("b", claim.borrower, claim.year), ("k", claim.bank, claim.year),
+                    ("y", claim.year), ("fund",)]:
+            totals[key] = totals.get(key, 0) + pool
+    for key, total in totals.items():
+        limit = {"b": borrower_cap, "k": bank_cap, "y": year_cap, "fund": fund_fen}[key[0]]
+        assert total <= limit
