@@ -372,3 +372,39 @@ def _caps_used(party: Party, claim: ClaimInput, owed: dict[tuple[str, str, Any],
         portfolio_weighted_principal=weighted,
         fund_balance_fen=fund_balances_fen.get(party.institution, 0),
         fund_owed_unpaid_fen=so_far("all", None))
+
+
+# Loss base and payments (DOMAIN.md 3.1 and 3.5)
+
+
+def loss_base_fen(terms: Terms, outstanding_principal_fen: int, overdue_interest_fen: int) -> int:
+    """Outstanding principal, plus overdue interest only where the terms say so."""
+    assert outstanding_principal_fen >= 0 and overdue_interest_fen >= 0
+    if terms.loss_base == "principal_and_interest":
+        return outstanding_principal_fen + overdue_interest_fen
+    return outstanding_principal_fen
+
+
+PAYMENT_NOT_A_PARTY = "not_a_party"
+PAYMENT_PAYS_FIRST_UNPAID = "pays_first_unpaid"
+PAYMENT_OVERPAY = "overpay"
+
+
+def payment_refusal(shares: Sequence[Share], paid_fen: dict[str, int], party: str,
+                    amount_fen: int) -> str | None:
+    """Why a payment of `amount_fen` by `party` on a claim is refused, or None if it is accepted.
+
+    Only a party that owes on the claim pays; while a pays-first party has not paid in full no
+    one else's payment is accepted; no party pays more than it still owes.
+    """
+    assert amount_fen > 0
+    owing = {share.party: share for share in shares}
+    share = owing.get(party)
+    if share is None or share.owed_fen == 0:
+        return PAYMENT_NOT_A_PARTY
+    first = next((s for s in shares if s.pays_first), None)
+    if first is not None and first.party != party and paid_fen.get(first.party, 0) < first.owed_fen:
+        return PAYMENT_PAYS_FIRST_UNPAID
+    if paid_fen.get(party, 0) + amount_fen > share.owed_fen:
+        return PAYMENT_OVERPAY
+    return None

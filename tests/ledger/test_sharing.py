@@ -309,3 +309,36 @@ def test_claims_in_order_never_exceed_a_shared_cap(borrower_cap, bank_cap, year_
     for key, total in totals.items():
         limit = {"b": borrower_cap, "k": bank_cap, "y": year_cap, "fund": fund_fen}[key[0]]
         assert total <= limit
+
+
+# Loss base and payments
+
+
+@pytest.mark.parametrize("loss_base, expected_fen", [("principal", 1_000),
+                                                     ("principal_and_interest", 1_070)])
+def test_loss_base_adds_overdue_interest_only_where_the_terms_say_so(loss_base, expected_fen):
+    assert sharing.loss_base_fen(Terms(loss_base=loss_base), 1_000, 70) == expected_fen
+
+
+_SHARES = split_claim(EXAMPLE_TERMS, _loan(1_000_000)).shares  # pool 400k, insurer 300k first
+
+
+@pytest.mark.parametrize("paid, party, amount_fen, refusal", [
+    ({}, "INS", 300_000, None),
+    ({}, "INS", 300_001, sharing.PAYMENT_OVERPAY),
+    ({"INS": 100_000}, "INS", 200_001, sharing.PAYMENT_OVERPAY),
+    ({}, "POOL", 1, sharing.PAYMENT_PAYS_FIRST_UNPAID),
+    ({"INS": 299_999}, "POOL", 1, sharing.PAYMENT_PAYS_FIRST_UNPAID),
+    ({"INS": 300_000}, "POOL", 400_000, None),
+    ({"INS": 300_000, "POOL": 400_000}, "POOL", 1, sharing.PAYMENT_OVERPAY),
+    ({}, "SOMEONE", 1, sharing.PAYMENT_NOT_A_PARTY),
+    ({}, sharing.BANK, 1, sharing.PAYMENT_NOT_A_PARTY),
+])
+def test_payment_order_and_amount(paid, party, amount_fen, refusal):
+    assert sharing.payment_refusal(_SHARES, paid, party, amount_fen) == refusal
+
+
+def test_a_party_whose_share_was_capped_to_zero_owes_nothing_to_pay():
+    terms = Terms(parties=(_party("P", "pool", "0.5", caps=PartyCaps(per_claim_fen=0)),))
+    shares = split_claim(terms, _loan(1_000)).shares
+    assert sharing.payment_refusal(shares, {}, "P", 1) == sharing.PAYMENT_NOT_A_PARTY
