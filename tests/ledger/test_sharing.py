@@ -342,3 +342,19 @@ def test_a_party_whose_share_was_capped_to_zero_owes_nothing_to_pay():
     terms = Terms(parties=(_party("P", "pool", "0.5", caps=PartyCaps(per_claim_fen=0)),))
     shares = split_claim(terms, _loan(1_000)).shares
     assert sharing.payment_refusal(shares, {}, "P", 1) == sharing.PAYMENT_NOT_A_PARTY
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**15), st.integers(0, 10**15), st.integers(1, 10**6)),
+                min_size=1, max_size=20))
+def test_numpy_arrays_get_the_same_fen_as_ints(rows):
+    # Issue 12's simulation runs these rules on int64 arrays; they must agree with the int path.
+    a, b, den = (numpy.array(column, dtype=numpy.int64) for column in zip(*rows))
+    num = numpy.minimum(den, b % 10**6)  # a ratio num/den in [0, 1]; keeps a x num within int64
+    small = a // 10**4
+    assert sharing.cap_cut_fen(a, b).tolist() == [sharing.cap_cut_fen(int(x), int(y))
+                                                  for x, y in zip(a, b)]
+    assert sharing.allowance_fen(a, b).tolist() == [sharing.allowance_fen(int(x), int(y))
+                                                    for x, y in zip(a, b)]
+    assert sharing.ip_part_fen(small, num, den).tolist() == [
+        sharing.ip_part_fen(int(x), int(n), int(d)) for x, n, d in zip(small, num, den)]
