@@ -73,7 +73,7 @@ def main() -> None:
     loop_total = loop(book, args.period)
     loop_s = time.perf_counter() - t0
     assert loop_total == result.total_fen, (loop_total, result.total_fen)
-    print(f"loans {args.loans}: vectorised compute {vector_s:.2f} s ({len(result.lines)} lines), "
+    print(f"loans {args.loans}: vectorised compute {vector_s:.2f} s ({result.line_count} lines), "
           f"per-loan loop {loop_s:.2f} s, ratio {loop_s / vector_s:.1f}x; totals equal ({result.total_fen} fen)")
 
 

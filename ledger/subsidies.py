@@ -112,7 +112,7 @@ class Book:
         return len(self.loan_id)
 
     def start_dates(self) -> list[date]:
-        return [date.fromordinal(int(o)) for o in self.start_ord]
+        return [date.fromordinal(o) for o in self.start_ord.tolist()]
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,42 @@ class Excluded:
 
 
 @dataclass(frozen=True)
+class RuleLines:
+    """One rule's lines as columns (the computation never builds a Python object per line)."""
+
+    kind: str
+    method: str
+    loan_id: np.ndarray
+    borrower_id: np.ndarray
+    basis_fen: np.ndarray
+    computed_fen: np.ndarray
+    amount_fen: np.ndarray
+    bound: dict[str, np.ndarray]  # cap name → which lines it bound
+
+    def rows(self) -> list[Line]:
+        masks = [(name, mask.tolist()) for name, mask in self.bound.items()]
+        capped = [tuple(name for name, mask in masks if mask[j]) for j in range(len(self.loan_id))]
+        columns = (self.loan_id.tolist(), self.borrower_id.tolist(), self.basis_fen.tolist(),
+                   self.computed_fen.tolist(), self.amount_fen.tolist(), capped)
+        return [Line(l, b, self.kind, self.method, basis, c, a, by) for l, b, basis, c, a, by in zip(*columns)]
+
+
+@dataclass(frozen=True)
 class Result:
-    lines: list[Line]
+    by_rule: list[RuleLines]
     excluded: list[Excluded]
 
     @property
+    def lines(self) -> list[Line]:
+        return [line for chunk in self.by_rule for line in chunk.rows()]
+
+    @property
+    def line_count(self) -> int:
+        return sum(len(chunk.loan_id) for chunk in self.by_rule)
+
+    @property
     def total_fen(self) -> int:
-        return sum(line.amount_fen for line in self.lines)
+        return sum(int(chunk.amount_fen.sum()) for chunk in self.by_rule)
 
 
 # --- the computation -----------------------------------------------------------------------------
@@ -162,12 +191,12 @@ def compute(book: Book, rules: tuple[SubsidyRule, ...], period: str, lpr_for: Lp
             prior: Prior = Prior()) -> Result:
     """Every loan's lines for `rules` over `period` (pure; `lpr_for(month)` raises on a gap)."""
     window = tuple(d.toordinal() for d in parse_period(period))
-    lines: list[Line] = []
+    lines: list[RuleLines] = []
     excluded: list[Excluded] = []
     for rule in rules:
         eligible, reasons = _eligibility(book, rule, lpr_for)
         excluded += [Excluded(int(book.loan_id[i]), rule.kind, reasons[i]) for i in np.flatnonzero(~eligible)]
-        lines += _rule_lines(book, rule, window, lpr_for, prior, eligible)
+        lines.append(_rule_lines(book, rule, window, lpr_for, prior, eligible))
     return Result(lines, excluded)
 
 
@@ -202,7 +231,7 @@ def _lpr_by_month(book: Book, lpr_for: LprFor, month_of: Callable[[date], str]) 
 
 
 def _rule_lines(book: Book, rule: SubsidyRule, window: tuple[int, int], lpr_for: LprFor,
-                prior: Prior, eligible: np.ndarray) -> list[Line]:
+                prior: Prior, eligible: np.ndarray) -> RuleLines:
     start, end = window
     live = eligible & (book.start_ord < end)
     years_end = None
@@ -214,7 +243,7 @@ def _rule_lines(book: Book, rule: SubsidyRule, window: tuple[int, int], lpr_for:
     if years_end is not None:
         limits["years"] = _formula(book, rule, start, np.minimum(years_end, end), lpr_for)[1]
     caps = rule.caps
-    loan_prior = np.array([prior.per_loan_fen.get((rule.kind, int(l)), 0) for l in book.loan_id], dtype=np.int64)
+    loan_prior = _prior_of(book.loan_id, lambda l: prior.per_loan_fen.get((rule.kind, l), 0), bool(prior.per_loan_fen))
     if caps.pct_of_principal is not None:
         whole = half_up_quotient([book.principal_fen, np.full(book.size, scaled(caps.pct_of_principal))], RATIO_SCALE)
         limits["pct_of_principal"] = np.maximum(whole - loan_prior, 0)
@@ -248,13 +277,21 @@ def _borrower_limits(book: Book, rule: SubsidyRule, prior: Prior, year: int,
                       lambda b: prior.per_borrower_total_fen.get((rule.kind, b), 0)))
     if not named:
         return {}
-    remaining = {name: np.array([max(cap - used(int(b)), 0) for b in book.borrower_id], dtype=np.int64)
+    any_prior = bool(prior.per_borrower_year_fen or prior.per_borrower_total_fen)
+    remaining = {name: np.maximum(cap - _prior_of(book.borrower_id, used, any_prior), 0)
                  for name, cap, used in named}
     # Both caps count the same amounts paid, so they are consumed as one cap: their minimum.
     joint = np.minimum.reduce(list(remaining.values()))
     earlier = _earlier_in_group(book.borrower_id, want)
     consumed_before = np.minimum(joint, earlier)
     return {name: rem - consumed_before for name, rem in remaining.items()}
+
+
+def _prior_of(keys: np.ndarray, used: Callable[[int], int], any_prior: bool) -> np.ndarray:
+    """What earlier batches paid, per element of `keys` (zeros without a lookup when none did)."""
+    if not any_prior:
+        return np.zeros(len(keys), dtype=np.int64)
+    return np.array([used(k) for k in keys.tolist()], dtype=np.int64)
 
 
 def _earlier_in_group(group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -312,14 +349,12 @@ def _principal_days(book: Book, start: int, ends: np.ndarray) -> np.ndarray:
 
 
 def _lines(book: Book, rule: SubsidyRule, keep: np.ndarray, basis: np.ndarray, computed: np.ndarray,
-           amount: np.ndarray, limits: dict[str, np.ndarray]) -> list[Line]:
-    out = []
-    for i in np.flatnonzero(keep):
-        bound = tuple(name for name, limit in limits.items()
-                      if limit[i] == amount[i] and limit[i] < computed[i])
-        out.append(Line(int(book.loan_id[i]), int(book.borrower_id[i]), rule.kind, rule.method,
-                        int(basis[i]), int(computed[i]), int(amount[i]), bound))
-    return out
+           amount: np.ndarray, limits: dict[str, np.ndarray]) -> "RuleLines":
+    rows = np.flatnonzero(keep)
+    # A cap bound the line when its limit is the amount paid and below the formula.
+    bound = {name: ((limit == amount) & (limit < computed))[rows] for name, limit in limits.items()}
+    return RuleLines(rule.kind, rule.method, book.loan_id[rows], book.borrower_id[rows], basis[rows],
+                     computed[rows], amount[rows], bound)
 
 
 # --- bulk reads ---------------------------------------------------------------------------------
