@@ -90,6 +90,21 @@ def test_unbalanced_entry_is_refused_at_commit(posted, backend):
             conn.commit()
 
 
+def test_entries_balancing_each_other_but_not_themselves_are_refused_at_commit(posted, backend):
+    """The check runs once per entry (migration 0005): postings of two entries of one transaction,
+    written interleaved, that sum to zero together but not each, are refused."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no deferred triggers; ledger.journal checks balance before insert")
+    _, a, b = posted
+    with bound_engine().connect() as conn:
+        first = raw_entry(conn, [(a, 100)])
+        second = raw_entry(conn, [(b, -60), (a, 10)])
+        add_postings(conn, first, [(b, -50)])
+        assert first != second
+        with pytest.raises(DBAPIError, match="unbalanced"):
+            conn.commit()
+
+
 def test_entry_with_a_single_posting_is_refused_at_commit(posted, backend):
     if backend == "sqlite":
         pytest.skip("SQLite has no deferred triggers; ledger.journal checks posting count")
