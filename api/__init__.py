@@ -170,8 +170,8 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import accounts, borrowers, health, institutions, journal, loans, programs, rates
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal):
+    from api import accounts, borrowers, health, institutions, journal, loans, programs, rates, targets
+    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, targets):
         api.register_blueprint(module.blp)
 
 

@@ -205,6 +205,35 @@ def db_fingerprint(expected_path: str | None) -> None:
     click.echo(f"every figure of {expected_path} reproduced", err=True)
 
 
+@main.command("targets")
+@click.option("--region", required=True, help="6-digit region code (a province or city includes its districts).")
+@click.option("--year", "year_", type=int, required=True)
+@click.option("--basis", type=click.Choice(["registration", "start"]), default="registration", show_default=True)
+@click.option("--target-set", default="key-city-2018", show_default=True)
+def targets_show(region: str, year_: int, basis: str, target_set: str) -> None:
+    """A region-year's figures, growth on the year before, and the target set's checks."""
+    from ledger import targets
+    try:
+        chosen = targets.default_target_set(target_set)
+        with _engine().connect() as conn:
+            figures, previous = targets.figures_with_previous(conn, region, year_, basis)
+    except DomainError as error:
+        _fail(error)
+    for name, this, last in (("amount (fen)", figures.amount_fen, previous.amount_fen),
+                             ("count", figures.count, previous.count),
+                             ("pledge count", figures.pledge_count, previous.pledge_count),
+                             ("insured amount (fen)", figures.insured_amount_fen, previous.insured_amount_fen),
+                             ("enterprises", figures.enterprise_count, previous.enterprise_count),
+                             ("SME enterprises", figures.sme_enterprise_count, previous.sme_enterprise_count)):
+        click.echo(f"{name:<22}{this:>18,}  {year_ - 1}: {last:>18,}  growth "
+                   f"{targets.ratio_text(targets.growth(this, last)) or 'undefined'}")
+    for name, value in figures.shares.items():
+        click.echo(f"{name:<22}{targets.ratio_text(value) or 'undefined':>18}")
+    for check in targets.check_results(chosen, figures, previous):
+        click.echo(f"{chosen.code}: {check['metric']} {check['comparator']} {targets.ratio_text(check['threshold'])}: "
+                   f"{targets.ratio_text(check['value']) or 'undefined'} -> {'pass' if check['pass'] else 'FAIL'}")
+
+
 @main.group()
 def keys() -> None:
     """API keys (shown once; only a hash is stored)."""

@@ -138,3 +138,11 @@ def test_import_loans_from_csv(tmp_path):
     again = ipledger(tmp_path, "import", "loans", str(path), "--bank", bank.code, check=False)
     assert again.returncode != 0 and "nothing imported" in again.stderr and "already booked" in again.stderr
     engine.dispose()
+
+
+def test_targets_show_prints_figures_and_exact_checks(tmp_path):
+    ipledger(tmp_path, "db", "upgrade")
+    out = ipledger(tmp_path, "targets", "--region", "440100", "--year", "2025").stdout
+    assert "growth undefined" in out and "key-city-2018: amount_growth > 0.200000: undefined -> FAIL" in out
+    bad = ipledger(tmp_path, "targets", "--region", "4401", "--year", "2025", check=False)
+    assert bad.returncode == 1 and "region" in bad.stderr

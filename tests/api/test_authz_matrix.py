@@ -224,6 +224,16 @@ FEE = lambda w, relation: {"kind": "appraisal_fee", "amount": "10.00", "paid_on"
 CONTRIBUTION = lambda w, relation: {"amount": "100.00", "on": "2025-01-05"}  # noqa: E731
 
 
+# Targets name a region, not an object: `own` a district inside every regional key's region
+# (Tianhe), `other` another Guangzhou district (inside the city bureau's, outside the Tianhe
+# auditor's), `out` Chengdu.
+TARGET_REGIONS = {"own": HOME_DISTRICT, "other": "440103", "out": AWAY}
+
+
+def targets_query(path: str, query: str):
+    return lambda w, caller, relation: Request(f"{path}?region={TARGET_REGIONS[relation]}&{query}")
+
+
 # --- the matrix --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -288,6 +298,11 @@ MATRIX = {
     ("GET", "/v1/journal"): Row(fixed("/v1/journal"), everyone=200),
     ("GET", "/v1/audit/verify"): Row(fixed("/v1/audit/verify"), admin=200, auditor=200),
     ("GET", "/v1/audit/head"): Row(fixed("/v1/audit/head"), admin=200, auditor=200),
+    ("GET", "/v1/targets"): Row(targets_query("/v1/targets", "year=2025"), admin=200, fiscal=IN_REGION,
+                                auditor=OWN_ONLY),
+    ("GET", "/v1/targets/series"): Row(targets_query("/v1/targets/series", "from=2023&to=2025"), admin=200,
+                                       fiscal=IN_REGION, auditor=OWN_ONLY),
+    ("GET", "/v1/target-sets"): Row(fixed("/v1/target-sets"), admin=200, regional=200),
 }
 
 

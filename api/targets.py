@@ -1,0 +1,169 @@
+"""`/v1/targets`, `/v1/targets/series` and `/v1/target-sets`: a region's yearly figures, growth
+and target checks (ledger.targets), for fiscal and auditor keys within their region."""
+from flask_smorest import Blueprint
+from marshmallow import fields
+
+from api.auth import may_see_region, principal, require
+from api.db import read
+from api.fields import Choice, QueryInteger, Region, RequestSchema
+from api.openapi import Output
+from ledger import targets
+from ledger.errors import Invalid, NotFound
+from ledger.money import format_yuan
+
+blp = Blueprint("targets", __name__, url_prefix="/v1",
+                description="Targets: yearly pledge financing by region against policy targets")
+
+FIRST_YEAR, LAST_YEAR = 1990, 2100
+MAX_SERIES_YEARS = 50
+RATIO_DOC = {"description": "an exact ratio as a decimal string (6 places, half up); null when undefined"}
+TARGET_SET_CODES = [t.code for t in targets.DEFAULT_TARGET_SETS]
+
+
+class TargetsQuery(RequestSchema):
+    region = Region(required=True)
+    year = QueryInteger(required=True, low=FIRST_YEAR, high=LAST_YEAR)
+    basis = Choice(targets.BASES, load_default="registration",
+                   metadata={"description": "the year of the loan's earliest pledge registration (default) "
+                                            "or of its start date"})
+    target_set = Choice(TARGET_SET_CODES, load_default="key-city-2018")
+
+
+class SeriesQuery(RequestSchema):
+    region = Region(required=True)
+    to = QueryInteger(required=True, low=FIRST_YEAR, high=LAST_YEAR, data_key="to")
+    from_ = QueryInteger(required=True, low=FIRST_YEAR, high=LAST_YEAR, data_key="from")
+    basis = Choice(targets.BASES, load_default="registration")
+
+
+class FiguresOut(Output):
+    amount = fields.String(metadata={"description": "yuan"})
+    count = fields.Integer()
+    pledge_count = fields.Integer()
+    insured_amount = fields.String(metadata={"description": "yuan"})
+    enterprise_count = fields.Integer()
+    sme_enterprise_count = fields.Integer()
+    sme_count = fields.Integer()
+    sme_share_count = fields.String(allow_none=True, metadata=RATIO_DOC)
+    sme_share_amount = fields.String(allow_none=True, metadata=RATIO_DOC)
+    inclusive_share_count = fields.String(allow_none=True, metadata=RATIO_DOC)
+
+
+class GrowthOut(Output):
+    amount = fields.String(allow_none=True, metadata=RATIO_DOC)
+    count = fields.String(allow_none=True, metadata=RATIO_DOC)
+    pledge_count = fields.String(allow_none=True, metadata=RATIO_DOC)
+    insured_amount = fields.String(allow_none=True, metadata=RATIO_DOC)
+    enterprise_count = fields.String(allow_none=True, metadata=RATIO_DOC)
+    sme_enterprise_count = fields.String(allow_none=True, metadata=RATIO_DOC)
+
+
+class CheckOut(Output):
+    metric = fields.String()
+    comparator = fields.String(metadata={"enum": list(targets.COMPARATORS)})
+    threshold = fields.String(metadata=RATIO_DOC)
+    value = fields.String(allow_none=True, metadata=RATIO_DOC)
+    # `pass` is a Python keyword: the attribute is `passed`, the JSON field `pass`.
+    passed = fields.Boolean(data_key="pass")
+
+
+class TargetsOut(FiguresOut):
+    region = fields.String()
+    year = fields.Integer()
+    basis = fields.String()
+    target_set = fields.String()
+    previous = fields.Nested(FiguresOut)
+    growth = fields.Nested(GrowthOut)
+    checks = fields.List(fields.Nested(CheckOut))
+
+
+class SeriesRowOut(FiguresOut):
+    year = fields.Integer()
+    growth = fields.Nested(GrowthOut)
+
+
+class SeriesOut(Output):
+    region = fields.String()
+    basis = fields.String()
+    items = fields.List(fields.Nested(SeriesRowOut))
+
+
+class RuleOut(Output):
+    metric = fields.String(metadata={"enum": list(targets.CHECK_METRICS)})
+    comparator = fields.String(metadata={"enum": list(targets.COMPARATORS)})
+    threshold = fields.String(metadata=RATIO_DOC)
+
+
+class TargetSetOut(Output):
+    code = fields.String()
+    checks = fields.List(fields.Nested(RuleOut))
+
+
+class TargetSetList(Output):
+    items = fields.List(fields.Nested(TargetSetOut))
+    next = fields.String(allow_none=True, metadata={"description": "always null: the list is short"})
+
+
+def _figures(f: targets.YearFigures) -> dict:
+    shares = {name: targets.ratio_text(value) for name, value in f.shares.items()}
+    return {"amount": format_yuan(f.amount_fen), "count": f.count, "pledge_count": f.pledge_count,
+            "insured_amount": format_yuan(f.insured_amount_fen), "enterprise_count": f.enterprise_count,
+            "sme_enterprise_count": f.sme_enterprise_count, "sme_count": f.sme_count, **shares}
+
+
+def _growth(f: targets.YearFigures, previous: targets.YearFigures) -> dict:
+    return {name: targets.ratio_text(targets.growth(f.metric(name), previous.metric(name)))
+            for name in targets.GROWTH_METRICS}
+
+
+def _in_jurisdiction(region: str) -> None:
+    if not may_see_region(principal(), region):
+        raise NotFound(f"region {region} is outside your jurisdiction ({principal().region})")
+
+
+@blp.route("/targets")
+@blp.arguments(TargetsQuery, location="query")
+@blp.response(200, TargetsOut)
+@blp.alt_response(404, description="The region is outside the caller's jurisdiction")
+@require("admin", "fiscal", "auditor")
+def get_targets(args):
+    """One region-year: figures (a province or city includes its districts), the previous year,
+    growth (null where last year is zero) and the target set's checks, exactly as written."""
+    _in_jurisdiction(args["region"])
+    with read() as conn:
+        figures, previous = targets.figures_with_previous(conn, args["region"], args["year"], args["basis"])
+    target_set = targets.default_target_set(args["target_set"])
+    checks = [{**c, "threshold": targets.ratio_text(c["threshold"]), "value": targets.ratio_text(c["value"]),
+               "passed": c["pass"]} for c in targets.check_results(target_set, figures, previous)]
+    return {"region": args["region"], "year": args["year"], "basis": args["basis"],
+            "target_set": target_set.code, **_figures(figures), "previous": _figures(previous),
+            "growth": _growth(figures, previous), "checks": checks}
+
+
+@blp.route("/targets/series")
+@blp.arguments(SeriesQuery, location="query")
+@blp.response(200, SeriesOut)
+@blp.alt_response(404, description="The region is outside the caller's jurisdiction")
+@require("admin", "fiscal", "auditor")
+def get_series(args):
+    """One row per year from `from` to `to` (at most 50 years), each with its growth."""
+    first, last = args["from_"], args["to"]
+    if not 0 <= last - first < MAX_SERIES_YEARS:
+        raise Invalid.field("query.to", f"must be from `from` to {MAX_SERIES_YEARS - 1} years after it")
+    _in_jurisdiction(args["region"])
+    with read() as conn:
+        series = targets.yearly_figures(conn, args["region"], first - 1, last, args["basis"])
+    items = [{"year": y, **_figures(series[y]), "growth": _growth(series[y], series[y - 1])}
+             for y in range(first, last + 1)]
+    return {"region": args["region"], "basis": args["basis"], "items": items}
+
+
+@blp.route("/target-sets")
+@blp.response(200, TargetSetList)
+@require("admin", "fiscal", "auditor")
+def list_target_sets():
+    """The target sets checks are made against (DOMAIN.md §6's defaults)."""
+    items = [{"code": t.code, "checks": [{"metric": c.metric, "comparator": c.comparator,
+                                          "threshold": targets.ratio_text(c.threshold)} for c in t.checks]}
+             for t in targets.DEFAULT_TARGET_SETS]
+    return {"items": items, "next": None}

@@ -1,0 +1,201 @@
+"""Targets (DOMAIN.md §6): a region's yearly pledge-financing figures, their growth, and the
+checks of a target set.
+
+Every figure is an integer (fen or a count) aggregated by the database; every ratio is an exact
+`Fraction` of two of them, rendered as a decimal string only at the edge (`ratio_text`), and
+every check compares the exact fraction, never a rounded string: 20.00% growth does not pass
+"> 20%", 30.00% passes ">= 30%".
+
+Rules, by name:
+- a loan belongs to the year of its earliest pledge registration (`registration` basis, the
+  default) or of its start date (`start`), and to its borrower's region frozen on the loan; a
+  province or city code includes its districts (`ledger.identifiers.region_prefix`);
+- `count` counts projects (a mixed pledge is one loan), `pledge_count` registrations (a loan
+  with two patents and a trademark has three);
+- `sme_count`: loans to private SMEs (both facts frozen on the loan); the SME shares divide it
+  (and its principal) by all loans; `inclusive_share_count`: loans under 10 million yuan;
+- enterprises are distinct credit codes (one enterprise across banks' customer files); an
+  enterprise is an SME enterprise of the year if any of its loans that year froze it as an SME;
+- growth = this year / last year - 1, `None` (undefined, not infinite) when last year is zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from fractions import Fraction
+
+from sqlalchemy import Connection, and_, case, extract, func, select
+
+from ledger.errors import Invalid
+from ledger.identifiers import region_prefix
+from ledger.schema import borrowers, loans, pledges
+
+BASES = ("registration", "start")
+INCLUSIVE_LIMIT_FEN = 10_000_000_00  # "loans under 10 million yuan"
+RATIO_PLACES = 6  # decimal places of a rendered ratio (API.md: exact to at least 4)
+GROWTH_METRICS = ("amount", "count", "pledge_count", "insured_amount", "enterprise_count",
+                  "sme_enterprise_count")
+SHARE_METRICS = ("sme_share_count", "sme_share_amount", "inclusive_share_count")
+CHECK_METRICS = tuple(f"{name}_growth" for name in GROWTH_METRICS) + SHARE_METRICS
+COMPARATORS = (">", ">=")
+
+
+@dataclass(frozen=True)
+class YearFigures:
+    """One region-year's integers; every share and growth is derived from these."""
+
+    amount_fen: int = 0
+    count: int = 0
+    pledge_count: int = 0
+    insured_amount_fen: int = 0
+    enterprise_count: int = 0
+    sme_enterprise_count: int = 0
+    sme_count: int = 0
+    sme_amount_fen: int = 0
+    inclusive_count: int = 0
+
+    def metric(self, name: str) -> int:
+        """A growth metric's integer by its API name (`amount`, `insured_amount`: fen)."""
+        return getattr(self, f"{name}_fen" if name in ("amount", "insured_amount") else name)
+
+    @property
+    def shares(self) -> dict[str, Fraction | None]:
+        return {"sme_share_count": share(self.sme_count, self.count),
+                "sme_share_amount": share(self.sme_amount_fen, self.amount_fen),
+                "inclusive_share_count": share(self.inclusive_count, self.count)}
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    comparator: str
+    threshold: Fraction
+
+    def passes(self, value: Fraction | None) -> bool:
+        """Exactly as written; an undefined value (growth from zero) passes nothing."""
+        if value is None:
+            return False
+        return value > self.threshold if self.comparator == ">" else value >= self.threshold
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    code: str
+    checks: tuple[Check, ...]
+
+
+# The defaults of DOMAIN.md §6, word for word: "exceed" is strict, "or more" is not.
+DEFAULT_TARGET_SETS = (
+    TargetSet("key-city-2018", (Check("amount_growth", ">", Fraction(20, 100)),
+                                Check("sme_share_count", ">", Fraction(50, 100)))),
+    TargetSet("key-city-2019", (Check("amount_growth", ">=", Fraction(30, 100)),
+                                Check("pledge_count_growth", ">=", Fraction(30, 100)),
+                                Check("insured_amount_growth", ">=", Fraction(30, 100)))),
+    TargetSet("sichuan-2021", (Check("amount_growth", ">=", Fraction(30, 100)),
+                               Check("count_growth", ">=", Fraction(15, 100)),
+                               Check("sme_enterprise_count_growth", ">=", Fraction(15, 100)))),
+)
+
+
+def share(part: int, whole: int) -> Fraction | None:
+    return None if whole == 0 else Fraction(part, whole)
+
+
+def growth(this_year: int, last_year: int) -> Fraction | None:
+    """This year / last year - 1; undefined (None), not infinite, when last year is zero."""
+    return None if last_year == 0 else Fraction(this_year, last_year) - 1
+
+
+def ratio_text(value: Fraction | None, places: int = RATIO_PLACES) -> str | None:
+    """A ratio as a decimal string, half up at `places` (display only: checks use the fraction)."""
+    if value is None:
+        return None
+    scaled = abs(value) * 10**places
+    units = int(scaled) + (1 if scaled - int(scaled) >= Fraction(1, 2) else 0)
+    sign = "-" if value < 0 and units else ""
+    return f"{sign}{units // 10**places}.{units % 10**places:0{places}d}"
+
+
+def check_results(target_set: TargetSet, figures: YearFigures, previous: YearFigures) -> list[dict]:
+    values = metric_values(figures, previous)
+    return [{"metric": c.metric, "comparator": c.comparator, "threshold": c.threshold,
+             "value": values[c.metric], "pass": c.passes(values[c.metric])} for c in target_set.checks]
+
+
+def metric_values(figures: YearFigures, previous: YearFigures) -> dict[str, Fraction | None]:
+    values = {f"{name}_growth": growth(figures.metric(name), previous.metric(name)) for name in GROWTH_METRICS}
+    values.update(figures.shares)
+    return values
+
+
+def default_target_set(code: str) -> TargetSet:
+    for target_set in DEFAULT_TARGET_SETS:
+        if target_set.code == code:
+            return target_set
+    raise Invalid.field("target_set", f"unknown target set {code!r}: one of "
+                        + ", ".join(t.code for t in DEFAULT_TARGET_SETS))
+
+
+# --- the database aggregates -------------------------------------------------------------------
+
+def yearly_figures(conn: Connection, region: str, first_year: int, last_year: int,
+                   basis: str = "registration") -> dict[int, YearFigures]:
+    """Every year from `first_year` to `last_year` (inclusive) for `region` and its districts,
+    years without loans included (all zero), in two GROUP BY queries."""
+    if basis not in BASES:
+        raise Invalid.field("basis", f"must be one of {', '.join(BASES)}")
+    per_loan = _loans_with_year(region, basis)
+    totals = {int(row.year): row for row in conn.execute(_loan_totals(per_loan))}
+    people = {int(row.year): row for row in conn.execute(_enterprise_totals(per_loan))}
+    return {year: _figures(totals.get(year), people.get(year)) for year in range(first_year, last_year + 1)}
+
+
+def figures_with_previous(conn: Connection, region: str, year: int,
+                          basis: str = "registration") -> tuple[YearFigures, YearFigures]:
+    series = yearly_figures(conn, region, year - 1, year, basis)
+    return series[year], series[year - 1]
+
+
+def _loans_with_year(region: str, basis: str):
+    """One row per loan of the region: its id, year, borrower and frozen facts, pledge count."""
+    per_pledge = (select(pledges.c.loan_id, func.min(pledges.c.registered_on).label("first_registered"),
+                         func.count().label("pledge_count"))
+                  .group_by(pledges.c.loan_id).subquery())
+    day = per_pledge.c.first_registered if basis == "registration" else loans.c.start_date
+    query = (select(loans.c.id, extract("year", day).label("year"), loans.c.principal_fen,
+                    loans.c.insured_amount_fen, loans.c.borrower_sme, loans.c.borrower_private,
+                    borrowers.c.credit_code, per_pledge.c.pledge_count)
+             .join(per_pledge, per_pledge.c.loan_id == loans.c.id)
+             .join(borrowers, borrowers.c.id == loans.c.borrower_id))
+    prefix = region_prefix(region)
+    if prefix:
+        query = query.where(loans.c.borrower_region.startswith(prefix, autoescape=True))
+    return query.subquery()
+
+
+def _loan_totals(per_loan):
+    private_sme = and_(per_loan.c.borrower_sme, per_loan.c.borrower_private)
+    return (select(per_loan.c.year, func.sum(per_loan.c.principal_fen).label("amount_fen"),
+                   func.count().label("count"), func.sum(per_loan.c.pledge_count).label("pledge_count"),
+                   func.sum(func.coalesce(per_loan.c.insured_amount_fen, 0)).label("insured_amount_fen"),
+                   func.sum(case((private_sme, 1), else_=0)).label("sme_count"),
+                   func.sum(case((private_sme, per_loan.c.principal_fen), else_=0)).label("sme_amount_fen"),
+                   func.sum(case((per_loan.c.principal_fen < INCLUSIVE_LIMIT_FEN, 1), else_=0))
+                   .label("inclusive_count"))
+            .group_by(per_loan.c.year))
+
+
+def _enterprise_totals(per_loan):
+    sme_code = case((per_loan.c.borrower_sme, per_loan.c.credit_code), else_=None)
+    return (select(per_loan.c.year, func.count(per_loan.c.credit_code.distinct()).label("enterprise_count"),
+                   func.count(sme_code.distinct()).label("sme_enterprise_count"))
+            .group_by(per_loan.c.year))
+
+
+def _figures(totals, people) -> YearFigures:
+    if totals is None:
+        return YearFigures()
+    names = [f.name for f in fields(YearFigures)]
+    values = {name: int(getattr(totals, name)) for name in names if hasattr(totals, name)}
+    values.update(enterprise_count=int(people.enterprise_count),
+                  sme_enterprise_count=int(people.sme_enterprise_count))
+    return YearFigures(**values)

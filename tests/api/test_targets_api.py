@@ -1,0 +1,65 @@
+"""`/v1/targets`, `/v1/targets/series` and `/v1/target-sets` through HTTP, as a fiscal bureau reads them."""
+import itertools
+
+import pytest
+
+from tests.factories import BorrowerFactory, InstitutionFactory, ProgramFactory, make_key, make_loan, patent_number, unique
+
+
+_cities = itertools.count(1)
+
+
+@pytest.fixture
+def city_book(engine):
+    """A city of province 72 (used by no other test): 2024 lends 100.00, 2025 lends 120.00 in two
+    loans of which one is to a private SME (the other to a large firm), three pledges in 2025."""
+    program = ProgramFactory(region="720000")
+    bank = InstitutionFactory(kind="bank")
+    city = f"72{next(_cities):02d}00"
+    district = city[:4] + "01"
+
+    def lend(principal, start, pledges=1, **facts):
+        code = BorrowerFactory(bank_id=bank.id, region=district, **facts).facts.credit_code
+        make_loan(bank.id, code, program.code, principal=principal, start_date=start,
+                  maturity_date=f"{int(start[:4]) + 1}{start[4:]}", insured_amount="10.00",
+                  pledges=[{"kind": "patent", "number": patent_number(), "registration_no": unique("Y"),
+                            "registered_on": f"{start[:4]}-01-0{k + 1}"} for k in range(pledges)])
+    lend("100.00", "2024-03-01")
+    lend("20.00", "2025-03-01", pledges=2)
+    lend("100.00", "2025-04-01", employees=2000, revenue_fen=500_000_000_00)
+    fiscal = make_key("fiscal", InstitutionFactory(kind="fiscal", region=city).code)
+    return city, {"Authorization": f"Bearer {fiscal}"}
+
+
+def test_a_region_year_with_growth_shares_and_exact_checks(client, city_book):
+    city, headers = city_book
+    body = client.get(f"/v1/targets?region={city}&year=2025", headers=headers).get_json()
+    assert (body["amount"], body["count"], body["pledge_count"], body["insured_amount"]) == ("120.00", 2, 3, "20.00")
+    assert (body["enterprise_count"], body["sme_enterprise_count"], body["sme_count"]) == (2, 1, 1)
+    assert (body["sme_share_count"], body["sme_share_amount"], body["inclusive_share_count"]) == (
+        "0.500000", "0.166667", "1.000000")
+    assert body["previous"]["amount"] == "100.00" and body["growth"]["amount"] == "0.200000"
+    assert body["growth"]["count"] == "1.000000"
+    checks = {c["metric"]: c for c in body["checks"]}
+    # 20.00% growth does not exceed 20%; an SME share of exactly half does not exceed half.
+    assert checks["amount_growth"] == {"metric": "amount_growth", "comparator": ">", "threshold": "0.200000",
+                                       "value": "0.200000", "pass": False}
+    assert checks["sme_share_count"]["pass"] is False
+
+
+def test_growth_from_an_empty_year_is_null_and_the_series_runs_year_by_year(client, city_book):
+    city, headers = city_book
+    body = client.get(f"/v1/targets/series?region={city}&from=2023&to=2025", headers=headers).get_json()
+    assert [(row["year"], row["amount"], row["growth"]["amount"]) for row in body["items"]] == [
+        (2023, "0.00", None), (2024, "100.00", None), (2025, "120.00", "0.200000")]
+    start = client.get(f"/v1/targets?region={city}&year=2024&basis=start&target_set=key-city-2019",
+                       headers=headers).get_json()
+    assert start["amount"] == "100.00" and [c["metric"] for c in start["checks"]] == [
+        "amount_growth", "pledge_count_growth", "insured_amount_growth"]
+
+
+def test_the_target_sets_are_listed_with_their_comparators(client, city_book):
+    _, headers = city_book
+    sets = client.get("/v1/target-sets", headers=headers).get_json()["items"]
+    assert {s["code"]: [(c["metric"], c["comparator"], c["threshold"]) for c in s["checks"]] for s in sets}[
+        "key-city-2018"] == [("amount_growth", ">", "0.200000"), ("sme_share_count", ">", "0.500000")]
