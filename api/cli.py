@@ -214,8 +214,8 @@ def targets_show(region: str, year_: int, basis: str, target_set: str) -> None:
     """A region-year's figures, growth on the year before, and the target set's checks."""
     from ledger import targets
     try:
-        chosen = targets.default_target_set(target_set)
         with _engine().connect() as conn:
+            chosen = targets.target_set(conn, target_set)
             figures, previous = targets.figures_with_previous(conn, region, year_, basis)
     except DomainError as error:
         _fail(error)

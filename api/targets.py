@@ -1,11 +1,13 @@
 """`/v1/targets`, `/v1/targets/series` and `/v1/target-sets`: a region's yearly figures, growth
 and target checks (ledger.targets), for fiscal and auditor keys within their region."""
+from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields
 
-from api.auth import may_see_region, principal, require
-from api.db import read
-from api.fields import Choice, QueryInteger, Region, RequestSchema
+from api.auth import actor, may_see_region, principal, require
+from api.db import read, tx
+from api.idempotency import write
+from api.fields import Choice, Code, QueryInteger, Region, RequestSchema
 from api.openapi import Output
 from ledger import targets
 from ledger.errors import Invalid, NotFound
@@ -17,7 +19,6 @@ blp = Blueprint("targets", __name__, url_prefix="/v1",
 FIRST_YEAR, LAST_YEAR = 1990, 2100
 MAX_SERIES_YEARS = 50
 RATIO_DOC = {"description": "an exact ratio as a decimal string (6 places, half up); null when undefined"}
-TARGET_SET_CODES = [t.code for t in targets.DEFAULT_TARGET_SETS]
 
 
 class TargetsQuery(RequestSchema):
@@ -26,7 +27,7 @@ class TargetsQuery(RequestSchema):
     basis = Choice(targets.BASES, load_default="registration",
                    metadata={"description": "the year of the loan's earliest pledge registration (default) "
                                             "or of its start date"})
-    target_set = Choice(TARGET_SET_CODES, load_default="key-city-2018")
+    target_set = Code(load_default="key-city-2018", metadata={"description": "a code of GET /v1/target-sets"})
 
 
 class SeriesQuery(RequestSchema):
@@ -131,8 +132,8 @@ def get_targets(args):
     growth (null where last year is zero) and the target set's checks, exactly as written."""
     _in_jurisdiction(args["region"])
     with read() as conn:
+        target_set = targets.target_set(conn, args["target_set"])
         figures, previous = targets.figures_with_previous(conn, args["region"], args["year"], args["basis"])
-    target_set = targets.default_target_set(args["target_set"])
     checks = [{**c, "threshold": targets.ratio_text(c["threshold"]), "value": targets.ratio_text(c["value"]),
                "passed": c["pass"]} for c in targets.check_results(target_set, figures, previous)]
     return {"region": args["region"], "year": args["year"], "basis": args["basis"],
@@ -158,12 +159,26 @@ def get_series(args):
     return {"region": args["region"], "basis": args["basis"], "items": items}
 
 
+def _target_set_out(t: targets.TargetSet) -> dict:
+    return {"code": t.code, "checks": [{"metric": c.metric, "comparator": c.comparator,
+                                        "threshold": targets.ratio_text(c.threshold)} for c in t.checks]}
+
+
 @blp.route("/target-sets")
-@blp.response(200, TargetSetList)
-@require("admin", "fiscal", "auditor")
-def list_target_sets():
-    """The target sets checks are made against (DOMAIN.md §6's defaults)."""
-    items = [{"code": t.code, "checks": [{"metric": c.metric, "comparator": c.comparator,
-                                          "threshold": targets.ratio_text(c.threshold)} for c in t.checks]}
-             for t in targets.DEFAULT_TARGET_SETS]
-    return {"items": items, "next": None}
+class TargetSets(MethodView):
+    @blp.response(200, TargetSetList)
+    @require("admin", "fiscal", "auditor")
+    def get(self):
+        """The target sets checks are made against (DOMAIN.md §6's three defaults, and any added)."""
+        with read() as conn:
+            items = [_target_set_out(t) for t in targets.target_sets_in(conn)]
+        return {"items": items, "next": None}
+
+    @require("admin")
+    @write("optional")
+    @blp.arguments(targets.TargetSetIn())
+    @blp.response(201, TargetSetOut, description="Created")
+    def post(self, data):
+        """A new target set (a policy's checks); sets never change, a new policy takes a new code (409
+        for a code in use)."""
+        return _target_set_out(targets.create_target_set(tx(), data["code"], data["checks"], actor())), 201

@@ -324,3 +324,25 @@ pledges = Table(
           postgresql_where=text("kind = 'patent' AND released_on IS NULL"),
           sqlite_where=text("kind = 'patent' AND released_on IS NULL")),
 )
+
+# Target sets (DOMAIN.md §6) are data: the three defaults are seeded by migration 0008, an admin
+# adds more. Never changed once made (a changed threshold would rewrite past judgements): a new
+# policy is a new code.
+TARGET_COMPARATORS = (">", ">=")
+
+target_sets = Table(
+    "target_sets", metadata,
+    Column("code", String(40), primary_key=True),
+    _ts("created_at"),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True),
+)
+
+target_set_checks = Table(
+    "target_set_checks", metadata,
+    Column("target_set_code", ForeignKey("target_sets.code"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("metric", String(40), nullable=False),
+    Column("comparator", String(2), nullable=False),
+    Column("threshold", String(20), nullable=False),  # a decimal string, read as an exact Fraction
+    CheckConstraint(_in("comparator", TARGET_COMPARATORS), name="comparator"),
+)

@@ -23,11 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from fractions import Fraction
 
-from sqlalchemy import Connection, and_, case, extract, func, select
+from decimal import Decimal
 
-from ledger.errors import Invalid
+from sqlalchemy import Connection, and_, case, extract, func, insert, select
+
+from ledger.db import utcnow
+from ledger.errors import Conflict, Invalid
+from ledger.fields import Choice, Code, Objects, Ratio, RequestSchema
 from ledger.identifiers import region_prefix
-from ledger.schema import borrowers, loans, pledges
+from ledger.journal import Actor
+from ledger.schema import TARGET_COMPARATORS as COMPARATORS
+from ledger.schema import borrowers, loans, pledges, target_set_checks, target_sets
 
 BASES = ("registration", "start")
 INCLUSIVE_LIMIT_FEN = 10_000_000_00  # "loans under 10 million yuan"
@@ -36,7 +42,7 @@ GROWTH_METRICS = ("amount", "count", "pledge_count", "insured_amount", "enterpri
                   "sme_enterprise_count")
 SHARE_METRICS = ("sme_share_count", "sme_share_amount", "inclusive_share_count")
 CHECK_METRICS = tuple(f"{name}_growth" for name in GROWTH_METRICS) + SHARE_METRICS
-COMPARATORS = (">", ">=")
+MAX_CHECKS = 20
 
 
 @dataclass(frozen=True)
@@ -83,19 +89,6 @@ class TargetSet:
     checks: tuple[Check, ...]
 
 
-# The defaults of DOMAIN.md §6, word for word: "exceed" is strict, "or more" is not.
-DEFAULT_TARGET_SETS = (
-    TargetSet("key-city-2018", (Check("amount_growth", ">", Fraction(20, 100)),
-                                Check("sme_share_count", ">", Fraction(50, 100)))),
-    TargetSet("key-city-2019", (Check("amount_growth", ">=", Fraction(30, 100)),
-                                Check("pledge_count_growth", ">=", Fraction(30, 100)),
-                                Check("insured_amount_growth", ">=", Fraction(30, 100)))),
-    TargetSet("sichuan-2021", (Check("amount_growth", ">=", Fraction(30, 100)),
-                               Check("count_growth", ">=", Fraction(15, 100)),
-                               Check("sme_enterprise_count_growth", ">=", Fraction(15, 100)))),
-)
-
-
 def share(part: int, whole: int) -> Fraction | None:
     return None if whole == 0 else Fraction(part, whole)
 
@@ -127,12 +120,48 @@ def metric_values(figures: YearFigures, previous: YearFigures) -> dict[str, Frac
     return values
 
 
-def default_target_set(code: str) -> TargetSet:
-    for target_set in DEFAULT_TARGET_SETS:
-        if target_set.code == code:
-            return target_set
-    raise Invalid.field("target_set", f"unknown target set {code!r}: one of "
-                        + ", ".join(t.code for t in DEFAULT_TARGET_SETS))
+# --- target sets: data (seeded with DOMAIN.md §6's three by migration 0008) --------------------
+
+class CheckIn(RequestSchema):
+    metric = Choice(CHECK_METRICS, required=True)
+    comparator = Choice(COMPARATORS, required=True, metadata={
+        "description": "'>' for \"exceed\" (strictly greater), '>=' for \"or more\""})
+    threshold = Ratio(required=True, max_places=4, high=Decimal(100), metadata={
+        "example": "0.20", "description": "a decimal: 0.20 is 20%"})
+
+
+class TargetSetIn(RequestSchema):
+    """`POST /v1/target-sets`: a new policy under a new code (sets are never changed)."""
+
+    code = Code(required=True, metadata={"example": "guangdong-2026"})
+    checks = Objects(CheckIn, min_items=1, max_items=MAX_CHECKS, required=True)
+
+
+def target_sets_in(conn: Connection) -> list[TargetSet]:
+    rows = conn.execute(select(target_set_checks).order_by(target_set_checks.c.target_set_code,
+                                                          target_set_checks.c.position)).all()
+    codes = conn.execute(select(target_sets.c.code).order_by(target_sets.c.code)).scalars().all()
+    checks: dict[str, list[Check]] = {code: [] for code in codes}
+    for row in rows:
+        checks[row.target_set_code].append(Check(row.metric, row.comparator, Fraction(row.threshold)))
+    return [TargetSet(code, tuple(checks[code])) for code in codes]
+
+
+def target_set(conn: Connection, code: str) -> TargetSet:
+    found = [t for t in target_sets_in(conn) if t.code == code]
+    if not found:
+        raise Invalid.field("target_set", f"unknown target set {code!r}: GET /v1/target-sets lists them")
+    return found[0]
+
+
+def create_target_set(conn: Connection, code: str, checks: list[dict], actor: Actor) -> TargetSet:
+    if conn.execute(select(target_sets.c.code).where(target_sets.c.code == code)).first():
+        raise Conflict(f"target set {code} already exists; target sets never change: use a new code")
+    conn.execute(insert(target_sets).values(code=code, created_at=utcnow(), created_by_key_id=actor.key_id))
+    conn.execute(insert(target_set_checks), [
+        {"target_set_code": code, "position": n, "metric": c["metric"], "comparator": c["comparator"],
+         "threshold": format(c["threshold"], "f")} for n, c in enumerate(checks)])
+    return target_set(conn, code)
 
 
 # --- the database aggregates -------------------------------------------------------------------

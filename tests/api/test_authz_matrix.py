@@ -230,6 +230,11 @@ CONTRIBUTION = lambda w, relation: {"amount": "100.00", "on": "2025-01-05"}  # n
 TARGET_REGIONS = {"own": HOME_DISTRICT, "other": "440103", "out": AWAY}
 
 
+def target_set_body(w, caller, relation):
+    return Request("/v1/target-sets", {"code": unique("matrix").lower(),
+                                       "checks": [{"metric": "amount_growth", "comparator": ">", "threshold": "0.25"}]})
+
+
 def targets_query(path: str, query: str):
     return lambda w, caller, relation: Request(f"{path}?region={TARGET_REGIONS[relation]}&{query}")
 
@@ -303,6 +308,7 @@ MATRIX = {
     ("GET", "/v1/targets/series"): Row(targets_query("/v1/targets/series", "from=2023&to=2025"), admin=200,
                                        fiscal=IN_REGION, auditor=OWN_ONLY),
     ("GET", "/v1/target-sets"): Row(fixed("/v1/target-sets"), admin=200, regional=200),
+    ("POST", "/v1/target-sets"): Row(target_set_body, admin=201),
 }
 
 

@@ -371,6 +371,20 @@ CASES = [
     Bad("targets-series-over-fifty-years", 422, "to",
         get("/v1/targets/series?region=440100&from=1990&to=2060"), "fiscal"),
     Bad("targets-series-without-from", 422, "from", get("/v1/targets/series?region=440100&to=2025"), "fiscal"),
+    Bad("targets-target-set-malformed", 422, "target_set",
+        get("/v1/targets?region=440100&year=2025&target_set=%20bad%20"), "fiscal"),
+    Bad("target-set-comparator-less-than", 422, "comparator", post("/v1/target-sets", {
+        "code": "bad-set", "checks": [{"metric": "amount_growth", "comparator": "<", "threshold": "0.2"}]}), "admin"),
+    Bad("target-set-metric-unknown", 422, "metric", post("/v1/target-sets", {
+        "code": "bad-set", "checks": [{"metric": "happiness_growth", "comparator": ">", "threshold": "0.2"}]}), "admin"),
+    Bad("target-set-threshold-a-float", 422, "threshold", post("/v1/target-sets", {
+        "code": "bad-set", "checks": [{"metric": "amount_growth", "comparator": ">", "threshold": 0.2}]}), "admin"),
+    Bad("target-set-threshold-five-places", 422, "threshold", post("/v1/target-sets", {
+        "code": "bad-set", "checks": [{"metric": "amount_growth", "comparator": ">", "threshold": "0.20001"}]}), "admin"),
+    Bad("target-set-without-checks", 422, "checks", post("/v1/target-sets", {"code": "bad-set", "checks": []}), "admin"),
+    Bad("target-set-code-taken", 409, "never change", post("/v1/target-sets", {
+        "code": "key-city-2018", "checks": [{"metric": "amount_growth", "comparator": ">", "threshold": "0.1"}]}),
+        "admin"),
     # --- unknown references --------------------------------------------------------------------
     Bad("loan-programme-unknown", 422, "program", loan(program="no-such-programme")),
     Bad("loan-borrower-not-registered", 422, "borrower", lambda w: loan(borrower=credit_code())(w)),

@@ -63,3 +63,18 @@ def test_the_target_sets_are_listed_with_their_comparators(client, city_book):
     sets = client.get("/v1/target-sets", headers=headers).get_json()["items"]
     assert {s["code"]: [(c["metric"], c["comparator"], c["threshold"]) for c in s["checks"]] for s in sets}[
         "key-city-2018"] == [("amount_growth", ">", "0.200000"), ("sme_share_count", ">", "0.500000")]
+
+
+def test_an_admin_adds_a_target_set_and_the_checks_follow_it(client, city_book):
+    city, headers = city_book
+    admin = {"Authorization": f"Bearer {make_key('admin')}"}
+    code = unique("policy").lower()
+    body = {"code": code, "checks": [{"metric": "count_growth", "comparator": ">=", "threshold": "1"},
+                                     {"metric": "inclusive_share_count", "comparator": ">", "threshold": "0.9999"}]}
+    created = client.post("/v1/target-sets", json=body, headers=admin)
+    assert created.status_code == 201 and created.get_json()["checks"][0]["threshold"] == "1.000000"
+    checks = client.get(f"/v1/targets?region={city}&year=2025&target_set={code}", headers=headers).get_json()["checks"]
+    assert [(c["metric"], c["value"], c["pass"]) for c in checks] == [
+        ("count_growth", "1.000000", True), ("inclusive_share_count", "1.000000", True)]
+    again = client.post("/v1/target-sets", json={**body, "checks": body["checks"][:1]}, headers=admin)
+    assert again.status_code == 409 and "never change" in again.get_json()["detail"]
