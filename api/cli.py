@@ -205,7 +205,20 @@ def db_fingerprint(expected_path: str | None) -> None:
     click.echo(f"every figure of {expected_path} reproduced", err=True)
 
 
-@main.command("targets")
+@main.group()
+def targets() -> None:
+    """Targets: a region-year against a target set; snapshots."""
+
+
+@targets.command("compute")
+def targets_compute() -> None:
+    """Take a snapshot of every region's figures now (the scheduler does it nightly)."""
+    from ledger.targets import take_snapshot
+    snapshot = run_in_transaction(_engine(), take_snapshot)
+    click.echo(f"snapshot {snapshot.run_id} taken at {_utc_text(snapshot.taken_at)}: {snapshot.rows} region-years")
+
+
+@targets.command("show")
 @click.option("--region", required=True, help="6-digit region code (a province or city includes its districts).")
 @click.option("--year", "year_", type=int, required=True)
 @click.option("--basis", type=click.Choice(["registration", "start"]), default="registration", show_default=True)

@@ -7,7 +7,7 @@ from marshmallow import fields
 from api.auth import actor, may_see_region, principal, require
 from api.db import read, tx
 from api.idempotency import write
-from api.fields import Choice, Code, QueryInteger, Region, RequestSchema
+from api.fields import Choice, Code, QueryInteger, Region, RequestSchema, UtcTimestamp
 from api.openapi import Output
 from ledger import targets
 from ledger.errors import Invalid, NotFound
@@ -28,6 +28,8 @@ class TargetsQuery(RequestSchema):
                    metadata={"description": "the year of the loan's earliest pledge registration (default) "
                                             "or of its start date"})
     target_set = Code(load_default="key-city-2018", metadata={"description": "a code of GET /v1/target-sets"})
+    fresh = Choice(("true", "false"), load_default="false", metadata={
+        "description": "true: compute now from the books instead of the nightly snapshot"})
 
 
 class SeriesQuery(RequestSchema):
@@ -73,6 +75,9 @@ class TargetsOut(FiguresOut):
     year = fields.Integer()
     basis = fields.String()
     target_set = fields.String()
+    snapshot_taken_at = UtcTimestamp(allow_none=True, metadata={
+        "description": "when the snapshot answered was taken; null when computed now (fresh=true, no "
+                       "snapshot yet, or a region-year the snapshot does not hold)"})
     previous = fields.Nested(FiguresOut)
     growth = fields.Nested(GrowthOut)
     checks = fields.List(fields.Nested(CheckOut))
@@ -122,6 +127,16 @@ def _in_jurisdiction(region: str) -> None:
         raise NotFound(f"region {region} is outside your jurisdiction ({principal().region})")
 
 
+def _figures_for(conn, args):
+    """From the latest snapshot unless `fresh` (or the snapshot does not hold the region-year)."""
+    region, year, basis = args["region"], args["year"], args["basis"]
+    snapshot = None if args["fresh"] == "true" else targets.latest_snapshot(conn)
+    held = snapshot and targets.snapshot_figures(conn, snapshot, region, year, basis)
+    if held:
+        return (*held, snapshot.taken_at)
+    return (*targets.figures_with_previous(conn, region, year, basis), None)
+
+
 @blp.route("/targets")
 @blp.arguments(TargetsQuery, location="query")
 @blp.response(200, TargetsOut)
@@ -129,15 +144,16 @@ def _in_jurisdiction(region: str) -> None:
 @require("admin", "fiscal", "auditor")
 def get_targets(args):
     """One region-year: figures (a province or city includes its districts), the previous year,
-    growth (null where last year is zero) and the target set's checks, exactly as written."""
+    growth (null where last year is zero) and the target set's checks, exactly as written. From
+    the nightly snapshot (`snapshot_taken_at`), or computed now with `fresh=true`."""
     _in_jurisdiction(args["region"])
     with read() as conn:
         target_set = targets.target_set(conn, args["target_set"])
-        figures, previous = targets.figures_with_previous(conn, args["region"], args["year"], args["basis"])
+        figures, previous, taken_at = _figures_for(conn, args)
     checks = [{**c, "threshold": targets.ratio_text(c["threshold"]), "value": targets.ratio_text(c["value"]),
                "passed": c["pass"]} for c in targets.check_results(target_set, figures, previous)]
     return {"region": args["region"], "year": args["year"], "basis": args["basis"],
-            "target_set": target_set.code, **_figures(figures), "previous": _figures(previous),
+            "target_set": target_set.code, "snapshot_taken_at": taken_at, **_figures(figures), "previous": _figures(previous),
             "growth": _growth(figures, previous), "checks": checks}
 
 

@@ -1,6 +1,6 @@
 """The scheduler process (`ipledger scheduler`): the only place jobs run, never web workers.
 
-Jobs: chain sealing every few seconds; idempotency-key purge daily. Later issues add the
+Jobs: chain sealing every few seconds; idempotency-key purge daily; target snapshots nightly. Later issues add the
 overdue scan, subsidy runs and target snapshots here. Each job guards itself (advisory lock or
 natural key), so a second scheduler started by mistake does no work twice.
 """
@@ -22,4 +22,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="seal_chain", **common)
     scheduler.add_job(tasks.purge_idempotency_keys, "cron", hour=3, args=[engine],
                       id="purge_idempotency_keys", **common)
+    scheduler.add_job(tasks.snapshot_targets, "cron", hour=1, args=[engine],
+                      id="snapshot_targets", **common)
     return scheduler

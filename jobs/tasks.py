@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import Engine
 
 from jobs.runs import run_once
-from ledger import chain, idempotency
+from ledger import chain, idempotency, targets
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 
@@ -35,3 +35,13 @@ def purge_idempotency_keys(engine: Engine, today: date | None = None) -> bool:
         purged = run_in_transaction(engine, idempotency.purge_expired)
         return f"purged {purged} keys"
     return run_once(engine, "purge_idempotency_keys", period, work)
+
+
+def snapshot_targets(engine: Engine, today: date | None = None) -> bool:
+    """Nightly: store every region's target figures (the API answers from the latest)."""
+    period = (today or business_today()).isoformat()
+
+    def work():
+        snapshot = run_in_transaction(engine, targets.take_snapshot)
+        return f"snapshot {snapshot.run_id}: {snapshot.rows} region-years"
+    return run_once(engine, "snapshot_targets", period, work)

@@ -346,3 +346,24 @@ target_set_checks = Table(
     Column("threshold", String(20), nullable=False),  # a decimal string, read as an exact Fraction
     CheckConstraint(_in("comparator", TARGET_COMPARATORS), name="comparator"),
 )
+
+# Nightly snapshots of the targets figures (`ledger.targets.take_snapshot`): one run, then one
+# row per region (every level that has loans), year and basis. The API answers from the latest
+# run and says when it was taken; `?fresh=true` recomputes.
+target_snapshot_runs = Table(
+    "target_snapshot_runs", metadata,
+    Column("id", Integer, primary_key=True),
+    _ts("taken_at"),
+    Column("rows", Integer, nullable=False),
+)
+
+target_snapshots = Table(
+    "target_snapshots", metadata,
+    Column("run_id", ForeignKey("target_snapshot_runs.id"), primary_key=True),
+    Column("region", String(6), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("basis", String(12), primary_key=True),
+    *[Column(name, BigInteger, nullable=False) for name in (
+        "amount_fen", "count", "pledge_count", "insured_amount_fen", "enterprise_count",
+        "sme_enterprise_count", "sme_count", "sme_amount_fen", "inclusive_count")],
+)

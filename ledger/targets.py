@@ -30,10 +30,11 @@ from sqlalchemy import Connection, and_, case, extract, func, insert, select
 from ledger.db import utcnow
 from ledger.errors import Conflict, Invalid
 from ledger.fields import Choice, Code, Objects, Ratio, RequestSchema
-from ledger.identifiers import region_prefix
+from ledger.identifiers import REGION_COUNTRY, region_prefix
 from ledger.journal import Actor
 from ledger.schema import TARGET_COMPARATORS as COMPARATORS
-from ledger.schema import borrowers, loans, pledges, target_set_checks, target_sets
+from ledger.schema import (borrowers, loans, pledges, target_set_checks, target_sets, target_snapshot_runs,
+                           target_snapshots)
 
 BASES = ("registration", "start")
 INCLUSIVE_LIMIT_FEN = 10_000_000_00  # "loans under 10 million yuan"
@@ -228,3 +229,68 @@ def _figures(totals, people) -> YearFigures:
     values.update(enterprise_count=int(people.enterprise_count),
                   sme_enterprise_count=int(people.sme_enterprise_count))
     return YearFigures(**values)
+
+
+# --- snapshots (nightly, `ipledger targets compute`) ------------------------------------------
+
+@dataclass(frozen=True)
+class Snapshot:
+    run_id: int
+    taken_at: object  # datetime (UTC)
+    rows: int
+
+
+def regions_with_loans(conn: Connection) -> list[str]:
+    """Every region a figure is asked for: each district with loans, its city, its province and
+    the country."""
+    districts = conn.execute(select(loans.c.borrower_region).distinct()).scalars().all()
+    levels = {REGION_COUNTRY}
+    for code in districts:
+        levels.update({code, code[:4] + "00", code[:2] + "0000"})
+    return sorted(levels)
+
+
+def loan_years(conn: Connection) -> tuple[int, int] | None:
+    """The first and last year any loan counts in, on either basis (None without loans)."""
+    first_start, last_start = conn.execute(select(func.min(loans.c.start_date), func.max(loans.c.start_date))).one()
+    first_reg, last_reg = conn.execute(select(func.min(pledges.c.registered_on), func.max(pledges.c.registered_on))).one()
+    if first_start is None:
+        return None
+    return min(first_start, first_reg).year, max(last_start, last_reg).year
+
+
+def take_snapshot(conn: Connection) -> Snapshot:
+    """Store every region's figures for every year with loans (and the year after the last, so
+    its growth has a base), on both bases, as one snapshot run."""
+    years = loan_years(conn)
+    rows = []
+    if years is not None:
+        for region in regions_with_loans(conn):
+            for basis in BASES:
+                for year, figures in yearly_figures(conn, region, years[0], years[1], basis).items():
+                    rows.append({"region": region, "year": year, "basis": basis,
+                                 **{f.name: getattr(figures, f.name) for f in fields(YearFigures)}})
+    taken_at = utcnow()
+    run_id = conn.execute(insert(target_snapshot_runs).values(taken_at=taken_at, rows=len(rows))).inserted_primary_key[0]
+    if rows:
+        conn.execute(insert(target_snapshots), [{"run_id": run_id, **row} for row in rows])
+    return Snapshot(run_id, taken_at, len(rows))
+
+
+def latest_snapshot(conn: Connection) -> Snapshot | None:
+    row = conn.execute(select(target_snapshot_runs).order_by(target_snapshot_runs.c.id.desc()).limit(1)).first()
+    return None if row is None else Snapshot(row.id, row.taken_at, row.rows)
+
+
+def snapshot_figures(conn: Connection, snapshot: Snapshot, region: str, year: int,
+                     basis: str) -> tuple[YearFigures, YearFigures] | None:
+    """The region-year and the year before from `snapshot`; None when it does not hold them
+    (a region without loans then, or a year outside the book): the caller computes afresh."""
+    names = [f.name for f in fields(YearFigures)]
+    found = {row.year: YearFigures(**{name: int(getattr(row, name)) for name in names})
+             for row in conn.execute(select(target_snapshots).where(
+                 target_snapshots.c.run_id == snapshot.run_id, target_snapshots.c.region == region,
+                 target_snapshots.c.basis == basis, target_snapshots.c.year.in_([year - 1, year])))}
+    if year not in found:
+        return None
+    return found[year], found.get(year - 1, YearFigures())

@@ -142,7 +142,8 @@ def test_import_loans_from_csv(tmp_path):
 
 def test_targets_show_prints_figures_and_exact_checks(tmp_path):
     ipledger(tmp_path, "db", "upgrade")
-    out = ipledger(tmp_path, "targets", "--region", "440100", "--year", "2025").stdout
+    out = ipledger(tmp_path, "targets", "show", "--region", "440100", "--year", "2025").stdout
     assert "growth undefined" in out and "key-city-2018: amount_growth > 0.200000: undefined -> FAIL" in out
-    bad = ipledger(tmp_path, "targets", "--region", "4401", "--year", "2025", check=False)
+    bad = ipledger(tmp_path, "targets", "show", "--region", "4401", "--year", "2025", check=False)
     assert bad.returncode == 1 and "region" in bad.stderr
+    assert "0 region-years" in ipledger(tmp_path, "targets", "compute").stdout

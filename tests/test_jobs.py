@@ -49,4 +49,4 @@ def test_purge_keeps_keys_for_30_days(fresh_engine):
 
 def test_scheduler_has_its_jobs(engine):
     built = scheduler.build(engine, background=True)
-    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys"}
+    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "snapshot_targets"}

@@ -6,6 +6,7 @@
   pledge-count and insured-amount growth >= 30%), sichuan-2021 (amount growth >= 30%, count
   growth >= 15%, SME-enterprise growth >= 15%), exactly as DOMAIN.md words them ("exceed" is
   strict, "or more" is not).
+- `target_snapshot_runs` and `target_snapshots`: the nightly figures per region, year and basis.
 
 Revision ID: 0008
 Revises: 0005
@@ -28,6 +29,10 @@ DEFAULTS = {
     "sichuan-2021": [("amount_growth", ">=", "0.30"), ("count_growth", ">=", "0.15"),
                      ("sme_enterprise_count_growth", ">=", "0.15")],
 }
+
+
+FIGURES = ("amount_fen", "count", "pledge_count", "insured_amount_fen", "enterprise_count",
+           "sme_enterprise_count", "sme_count", "sme_amount_fen", "inclusive_count")
 
 
 def upgrade() -> None:
@@ -57,6 +62,26 @@ def upgrade() -> None:
                             for code, rules in DEFAULTS.items() for n, (metric, comparator, threshold) in enumerate(rules)])
 
 
+    op.create_table(
+        "target_snapshot_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_target_snapshot_runs")))
+    op.create_table(
+        "target_snapshots",
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("region", sa.String(length=6), nullable=False),
+        sa.Column("year", sa.Integer(), nullable=False),
+        sa.Column("basis", sa.String(length=12), nullable=False),
+        *[sa.Column(name, sa.BigInteger(), nullable=False) for name in FIGURES],
+        sa.ForeignKeyConstraint(["run_id"], ["target_snapshot_runs.id"],
+                                name=op.f("fk_target_snapshots_run_id_target_snapshot_runs")),
+        sa.PrimaryKeyConstraint("run_id", "region", "year", "basis", name=op.f("pk_target_snapshots")))
+
+
 def downgrade() -> None:
+    op.drop_table("target_snapshots")
+    op.drop_table("target_snapshot_runs")
     op.drop_table("target_set_checks")
     op.drop_table("target_sets")

@@ -78,3 +78,26 @@ def test_an_admin_adds_a_target_set_and_the_checks_follow_it(client, city_book):
         ("count_growth", "1.000000", True), ("inclusive_share_count", "1.000000", True)]
     again = client.post("/v1/target-sets", json={**body, "checks": body["checks"][:1]}, headers=admin)
     assert again.status_code == 409 and "never change" in again.get_json()["detail"]
+
+
+def test_the_answer_comes_from_the_snapshot_and_fresh_sees_a_later_loan(client, city_book, engine):
+    from jobs.tasks import snapshot_targets
+    from ledger.targets import take_snapshot
+    from tests.factories import tx
+    city, headers = city_book
+    tx(take_snapshot)
+    held = client.get(f"/v1/targets?region={city}&year=2025", headers=headers).get_json()
+    assert held["snapshot_taken_at"] and held["amount"] == "120.00" and held["growth"]["amount"] == "0.200000"
+    bank = InstitutionFactory(kind="bank")
+    code = BorrowerFactory(bank_id=bank.id, region=city[:4] + "01").facts.credit_code
+    program = ProgramFactory(region="720000")
+    make_loan(bank.id, code, program.code, principal="5.00", start_date="2025-05-01", maturity_date="2026-05-01",
+              pledges=[{"kind": "patent", "number": patent_number(), "registration_no": unique("Y"),
+                        "registered_on": "2025-04-01"}])
+    assert client.get(f"/v1/targets?region={city}&year=2025", headers=headers).get_json()["amount"] == "120.00"
+    fresh = client.get(f"/v1/targets?region={city}&year=2025&fresh=true", headers=headers).get_json()
+    assert fresh["snapshot_taken_at"] is None and (fresh["amount"], fresh["count"]) == ("125.00", 3)
+    # The nightly job: once per day, whichever scheduler gets there first.
+    day = __import__("datetime").date(2099, 1, 1)
+    assert snapshot_targets(engine, today=day) is True and snapshot_targets(engine, today=day) is False
+    assert client.get(f"/v1/targets?region={city}&year=2025", headers=headers).get_json()["amount"] == "125.00"
