@@ -371,6 +371,7 @@ CASES = [
     Bad("targets-series-over-fifty-years", 422, "to",
         get("/v1/targets/series?region=440100&from=1990&to=2060"), "fiscal"),
     Bad("targets-series-without-from", 422, "from", get("/v1/targets/series?region=440100&to=2025"), "fiscal"),
+    Bad("targets-fresh-not-true-or-false", 422, "fresh", get("/v1/targets?region=440100&year=2025&fresh=1"), "fiscal"),
     Bad("targets-target-set-malformed", 422, "target_set",
         get("/v1/targets?region=440100&year=2025&target_set=%20bad%20"), "fiscal"),
     Bad("target-set-comparator-less-than", 422, "comparator", post("/v1/target-sets", {
