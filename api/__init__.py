@@ -171,7 +171,9 @@ def app_view():
 
 def _register_blueprints(api: Api) -> None:
     from api import accounts, borrowers, health, institutions, journal, loans, programs, rates
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal):
+    from api import subsidy_batches
+    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal,
+                   subsidy_batches):
         api.register_blueprint(module.blp)
 
 
