@@ -17,7 +17,6 @@ from api.pagination import PageArgs, page, page_schema
 from api.fields import Money
 from ledger import subsidy_batches as batches
 from ledger.schema import SUBSIDY_BATCH_STATUSES
-from ledger.subsidies import _PERIOD
 
 blp = Blueprint("subsidy_batches", __name__, url_prefix="/v1/subsidy-batches",
                 description="Subsidy batches (DOMAIN.md §5): a fiscal bureau drafts a programme's "
@@ -29,7 +28,7 @@ blp = Blueprint("subsidy_batches", __name__, url_prefix="/v1/subsidy-batches",
                             "consumed after what posted batches already paid. A posted batch is "
                             "never recomputed: reverse it and draft again. Only drafts cancel.")
 
-PERIOD_RULE = "a year (2025) or a quarter (2025-Q4)"
+PERIOD_RULE, _PERIOD = batches.PERIOD_RULE, batches.PERIOD_PATTERN
 READERS = ("fiscal", "auditor", "admin")
 
 

@@ -23,6 +23,7 @@ Guarantees
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -42,6 +43,10 @@ from ledger.schema import (LIVE_SUBSIDY_BATCH, entries, postings, programs, subs
 from ledger.subsidies import Prior, Result, draft_lines, parse_period
 
 LIVE_STATUSES = ("draft", "approved", "posted")
+# A year from 1000 to 2999, or a quarter of one: `ledger.subsidies.parse_period`'s form, with
+# years `date` can hold on both sides of the window (0000 or 9999-Q4 would not be).
+PERIOD_PATTERN = re.compile(r"^[12][0-9]{3}(?:-Q[1-4])?$")
+PERIOD_RULE = "a year (2025) or a quarter (2025-Q4)"
 CAP_SEPARATOR = ","
 
 
@@ -209,6 +214,8 @@ def _refuse_overlap(conn: Connection, program_id: int, period: str, start: date,
 def draft_batch(conn: Connection, program_code: str, period: str, bureau: Bureau,
                 today: date | None = None, progress=None) -> dict:
     """Compute and store a draft batch; returns it as `get_batch` does."""
+    if not isinstance(period, str) or not PERIOD_PATTERN.match(period):
+        raise Invalid.field("period", f"must be {PERIOD_RULE}")
     start, end = parse_period(period)
     if end > (today or business_today()):
         raise Invalid.field("period", f"{period} has not ended yet (it ends {(end - timedelta(days=1)).isoformat()})")
