@@ -365,3 +365,25 @@ def reverse(conn: Connection, batch_id: int, bureau: Bureau, today: date | None 
     _move(conn, batch_id, "posted", {"status": "reversed", "closed_by_key_id": bureau.key_id,
                                      "closed_at": utcnow()})
     return get_batch(conn, batch_id, None)
+
+
+# --- who acts from the command line ----------------------------------------------------------------
+
+def bureau_of(conn: Connection, *, key_prefix: str | None = None, institution_code: str | None = None) -> Bureau:
+    """The bureau an operator acts for: by an active fiscal key's prefix (the officer, so
+    maker-checker holds at the CLI too), or by institution code (acting as no key: a draft
+    made so may be approved by any key of the bureau)."""
+    from ledger.institutions import get_institution
+    from ledger.schema import api_keys, institutions
+    if key_prefix is not None:
+        row = conn.execute(select(api_keys.c.id, api_keys.c.role, institutions.c.id.label("institution_id"),
+                                  institutions.c.region)
+                           .join(institutions, institutions.c.id == api_keys.c.institution_id)
+                           .where(api_keys.c.prefix == key_prefix, api_keys.c.revoked_at.is_(None))).first()
+        if row is None or row.role != "fiscal":
+            raise NotFound(f"no active fiscal key with prefix {key_prefix}")
+        return Bureau(row.institution_id, row.region, row.id)
+    institution = get_institution(conn, institution_code)
+    if institution.kind != "fiscal":
+        raise Invalid.field("bureau", f"{institution_code} is not a fiscal bureau")
+    return Bureau(institution.id, institution.region)
