@@ -210,3 +210,29 @@ def test_many_lines_are_stored_in_bulk(engine):
     stored = tx(lambda conn: conn.execute(select(func.count(), func.sum(subsidy_lines.c.amount_fen))
                                           .where(subsidy_lines.c.batch_id == made["id"])).one())
     assert tuple(stored) == (70, 70 * 4_00)
+
+
+def test_two_drafts_racing_make_one_batch(book, backend, engine):
+    """Two officers draft the same period at once (PostgreSQL: two real connections; the
+    partial unique index decides): one batch, one Conflict."""
+    if backend != "postgres":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    import threading
+    barrier, outcomes = threading.Barrier(2), []
+
+    def run(who):
+        try:
+            with engine.begin() as conn:
+                barrier.wait(timeout=10)
+                outcomes.append(batches.draft_batch(conn, book["program"].code, "2024-Q3", who, today=TODAY)["id"])
+        except Conflict as error:
+            outcomes.append(error)
+    threads = [threading.Thread(target=run, args=(who,)) for who in (book["maker"], book["checker"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "int"]
+    live = tx(lambda conn: conn.execute(select(func.count()).select_from(subsidy_batches).where(
+        subsidy_batches.c.program_id == book["program"].id, subsidy_batches.c.period == "2024-Q3")).scalar_one())
+    assert live == 1
