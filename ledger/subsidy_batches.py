@@ -328,14 +328,20 @@ def post(conn: Connection, batch_id: int, bureau: Bureau, today: date | None = N
         Line(ids[chart.borrower_subsidy_income(line.borrower_id).code], -line.amount_fen)),
         memo=f"subsidy batch {batch_id} ({row['program_code']} {row['period']}) line {line.id}",
         loan_id=line.loan_id) for line in paid]
-    entry_ids = post_entries(conn, drafts, Actor(bureau.key_id, bureau.institution_id))
-    insert_many(conn, subsidy_batch_entries, [
-        {"entry_id": entry_id, "batch_id": batch_id, "line_id": line.id, "reversal": False}
-        for entry_id, line in zip(entry_ids, paid)])
+    _post_for_lines(conn, batch_id, bureau, drafts, [line.id for line in paid], reversal=False)
     assert sum(line.amount_fen for line in paid) == row["total_fen"], "a batch pays exactly its total"
     _move(conn, batch_id, "approved", {"status": "posted", "posted_by_key_id": bureau.key_id,
                                        "posted_at": utcnow()})
     return get_batch(conn, batch_id, None)
+
+
+def _post_for_lines(conn: Connection, batch_id: int, bureau: Bureau, drafts: list[EntryDraft],
+                    line_ids: list[int], reversal: bool) -> None:
+    """Post the entries (one journal batch) and record which line each pays or reverses."""
+    entry_ids = post_entries(conn, drafts, Actor(bureau.key_id, bureau.institution_id))
+    insert_many(conn, subsidy_batch_entries, [
+        {"entry_id": entry_id, "batch_id": batch_id, "line_id": line_id, "reversal": reversal}
+        for entry_id, line_id in zip(entry_ids, line_ids)])
 
 
 def reverse(conn: Connection, batch_id: int, bureau: Bureau, today: date | None = None) -> dict:
@@ -358,10 +364,7 @@ def reverse(conn: Connection, batch_id: int, bureau: Bureau, today: date | None 
     drafts = [EntryDraft("reversal", max(on, e.effective_on), tuple(lines_by_entry[e.entry_id]),
                          memo=f"reversal of subsidy batch {batch_id}", loan_id=e.loan_id,
                          reverses_id=e.entry_id) for e in posted]
-    reversal_ids = post_entries(conn, drafts, Actor(bureau.key_id, bureau.institution_id))
-    insert_many(conn, subsidy_batch_entries, [
-        {"entry_id": entry_id, "batch_id": batch_id, "line_id": e.line_id, "reversal": True}
-        for entry_id, e in zip(reversal_ids, posted)])
+    _post_for_lines(conn, batch_id, bureau, drafts, [e.line_id for e in posted], reversal=True)
     _move(conn, batch_id, "posted", {"status": "reversed", "closed_by_key_id": bureau.key_id,
                                      "closed_at": utcnow()})
     return get_batch(conn, batch_id, None)
