@@ -4,6 +4,8 @@ journal balanced and verifiable afterwards."""
 from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -236,3 +238,31 @@ def test_two_drafts_racing_make_one_batch(book, backend, engine):
     live = tx(lambda conn: conn.execute(select(func.count()).select_from(subsidy_batches).where(
         subsidy_batches.c.program_id == book["program"].id, subsidy_batches.c.period == "2024-Q3")).scalar_one())
     assert live == 1
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(interest=st.lists(st.lists(st.integers(1, 200_000), min_size=4, max_size=4), min_size=1, max_size=2),
+       cap_fen=st.integers(1, 100_000))
+def test_quarterly_batches_never_pay_past_the_borrower_year_cap(engine, interest, cap_fen):
+    """Whatever a borrower's loans pay in each quarter, four posted quarterly batches pay
+    exactly min(cap, Σ formula amounts): greedy consumption across batches, never past the cap."""
+    rule = {"kind": "interest", "method": "pct_of_paid", "pct": "0.40",
+            "caps": {"per_borrower_year": f"{cap_fen // 100}.{cap_fen % 100:02d}"}}
+    program = programme(rule)
+    bank = InstitutionFactory()
+    borrower = BorrowerFactory(bank_id=bank.id)
+    for quarters in interest:
+        loan_id = make_loan(bank.id, borrower.facts.credit_code, program.code, principal="10000.00",
+                            start_date="2024-01-02", maturity_date="2026-01-10")
+        for q, fen in enumerate(quarters):
+            tx(lambda conn: record_repayment(conn, loan_id, bank.id, date(2024, 3 * q + 1, 15), 0, fen, SYSTEM))
+    bureau = InstitutionFactory(kind="fiscal", region="440100")
+    who = batches.Bureau(bureau.id, "440100")
+    paid, formula = 0, 0
+    for q in range(1, 5):
+        made = tx(lambda conn: batches.draft_batch(conn, program.code, f"2024-Q{q}", who, today=TODAY))
+        assert all(0 <= line["amount_fen"] <= line["computed_fen"] for line in made["lines"])
+        formula += sum(line["computed_fen"] for line in made["lines"])
+        act("approve", made["id"], who)
+        paid += act("post", made["id"], who, today=TODAY)["total_fen"]
+    assert paid == min(cap_fen, formula)
