@@ -11,8 +11,9 @@ Guarantees
   (the partial unique index `uq_subsidy_batches_live` decides races). A live batch of another,
   overlapping period (2025 against 2025-Q4) is a Conflict too: a period is never paid twice.
 - A period is drafted only once it has ended (its interest and fees are then known).
-- Approval is by another key of the paying bureau (the maker: Forbidden; the database refuses
-  it as well). Only approved batches post; only drafts cancel; only posted batches reverse.
+- Approval is by a key of the paying bureau other than the drafting key (the maker: Forbidden;
+  the database refuses it as well); an approval without a key (the CLI's `--bureau`) is
+  Forbidden: the checker is always a named officer. Only approved batches post; only drafts cancel; only posted batches reverse.
 - Posting writes one balanced entry per line with an amount: the bureau's subsidy budget pays
   (credit) its subsidies-paid expense (debit); the borrower's cash (debit) receives its subsidy
   income (credit). Each owner's postings balance on their own. A reversal mirrors every entry of
@@ -291,7 +292,9 @@ def _expect(row, *statuses: str, action: str) -> None:
 def approve(conn: Connection, batch_id: int, bureau: Bureau) -> dict:
     row = _own(conn, batch_id, bureau)
     _expect(row, "draft", action="approved")
-    if bureau.key_id is not None and bureau.key_id == row["created_by_key_id"]:
+    if bureau.key_id is None:
+        raise Forbidden("an approval names the approving officer: act with a fiscal key of the bureau")
+    if bureau.key_id == row["created_by_key_id"]:
         raise Forbidden("the key that drafted a subsidy batch may not approve it: another key of "
                         "the bureau approves (maker-checker)")
     _move(conn, batch_id, "draft", {"status": "approved", "approved_by_key_id": bureau.key_id,
@@ -374,8 +377,8 @@ def reverse(conn: Connection, batch_id: int, bureau: Bureau, today: date | None 
 
 def bureau_of(conn: Connection, *, key_prefix: str | None = None, institution_code: str | None = None) -> Bureau:
     """The bureau an operator acts for: by an active fiscal key's prefix (the officer, so
-    maker-checker holds at the CLI too), or by institution code (acting as no key: a draft
-    made so may be approved by any key of the bureau)."""
+    maker-checker holds at the CLI too), or by institution code (acting as no key: it may
+    draft, and any key of the bureau may approve such a draft; it may not approve)."""
     from ledger.institutions import get_institution
     from ledger.schema import api_keys, institutions
     if key_prefix is not None:

@@ -409,9 +409,16 @@ def _fiscal_batch(w, state="draft", with_key=True):
         maker = batches.Bureau(key.institution_id, "440100", key.id if with_key else None)
         made = batches.draft_batch(conn, w.program.code, fresh_period(w.program.code), maker)
         if state != "draft":
-            batches.approve(conn, made["id"], batches.Bureau(key.institution_id, "440100"))
+            batches.approve(conn, made["id"], batches.Bureau(key.institution_id, "440100", _other_key(conn, key)))
         return made
     return factories.tx(make)
+
+
+def _other_key(conn, key) -> int:
+    """Another fiscal key of the world's bureau: the approving officer."""
+    from tests.api.subsidy_world import checker
+    code = conn.execute(select(schema.institutions.c.code).where(schema.institutions.c.id == key.institution_id)).scalar_one()
+    return checker(conn, code).key_id
 
 
 def batch_action(action, state="draft", with_key=True, **extra):

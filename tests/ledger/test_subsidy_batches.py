@@ -101,6 +101,8 @@ def test_the_maker_may_not_approve_and_another_bureau_cannot_see_the_batch(book)
         act("approve", made["id"], batches.Bureau(other.id, "440100", key_id(other.code)))
     with pytest.raises(Conflict):  # not approved yet
         act("post", made["id"], book["checker"], today=TODAY)
+    with pytest.raises(Forbidden):  # an approval always names its officer
+        act("approve", made["id"], batches.Bureau(book["bureau"].id, "440100"))
 
 
 def test_the_database_refuses_a_checker_who_is_the_maker(book):
@@ -258,11 +260,12 @@ def test_quarterly_batches_never_pay_past_the_borrower_year_cap(engine, interest
             tx(lambda conn: record_repayment(conn, loan_id, bank.id, date(2024, 3 * q + 1, 15), 0, fen, SYSTEM))
     bureau = InstitutionFactory(kind="fiscal", region="440100")
     who = batches.Bureau(bureau.id, "440100")
+    officer = batches.Bureau(bureau.id, "440100", key_id(bureau.code))
     paid, formula = 0, 0
     for q in range(1, 5):
         made = tx(lambda conn: batches.draft_batch(conn, program.code, f"2024-Q{q}", who, today=TODAY))
         assert all(0 <= line["amount_fen"] <= line["computed_fen"] for line in made["lines"])
         formula += sum(line["computed_fen"] for line in made["lines"])
-        act("approve", made["id"], who)
-        paid += act("post", made["id"], who, today=TODAY)["total_fen"]
+        act("approve", made["id"], officer)
+        paid += act("post", made["id"], officer, today=TODAY)["total_fen"]
     assert paid == min(cap_fen, formula)
