@@ -10,11 +10,10 @@ from marshmallow import fields, validate
 from api.auth import principal, require
 from api.csv_export import csv_list
 from api.db import read, tx
-from api.fields import Choice, Code, RequestSchema, Text, UtcTimestamp
+from api.fields import Choice, Code, Money, RequestSchema, Text, UtcTimestamp
 from api.idempotency import write
 from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
-from api.fields import Money
 from ledger import subsidy_batches as batches
 from ledger.schema import SUBSIDY_BATCH_STATUSES
 

@@ -36,11 +36,12 @@ from ledger.bulk import insert_many
 from ledger.dates import today as business_today
 from ledger.db import utcnow
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound
+from ledger.identifiers import region_prefix
+from ledger.institutions import get_institution
 from ledger.journal import Actor, EntryDraft, Line, ensure_accounts, post_entries
 from ledger.programs import Program, get_program, region_and_ancestors
-from ledger.identifiers import region_prefix
-from ledger.schema import (LIVE_SUBSIDY_BATCH, entries, postings, programs, subsidy_batch_entries,
-                           subsidy_batches, subsidy_excluded, subsidy_lines)
+from ledger.schema import (api_keys, borrowers, entries, institutions, postings, programs,
+                           subsidy_batch_entries, subsidy_batches, subsidy_excluded, subsidy_lines)
 from ledger.subsidies import Prior, Result, draft_lines, parse_period
 
 LIVE_STATUSES = ("draft", "approved", "posted")
@@ -126,7 +127,6 @@ def list_lines(conn: Connection, batch_id: int, region: str | None, after_id: in
 
 
 def _lines(conn: Connection, batch_id: int, after_id: int, limit: int) -> list[dict]:
-    from ledger.schema import borrowers
     rows = conn.execute(
         select(subsidy_lines, borrowers.c.credit_code)
         .join(borrowers, borrowers.c.id == subsidy_lines.c.borrower_id)
@@ -145,7 +145,6 @@ def _excluded(conn: Connection, batch_id: int, limit: int) -> list[dict]:
 
 
 def _key_prefixes(conn: Connection, rows) -> dict[int, str]:
-    from ledger.schema import api_keys
     ids = {row[c] for row in rows for c in ("created_by_key_id", "approved_by_key_id") if row[c]}
     if not ids:
         return {}
@@ -379,8 +378,6 @@ def bureau_of(conn: Connection, *, key_prefix: str | None = None, institution_co
     """The bureau an operator acts for: by an active fiscal key's prefix (the officer, so
     maker-checker holds at the CLI too), or by institution code (acting as no key: it may
     draft, and any key of the bureau may approve such a draft; it may not approve)."""
-    from ledger.institutions import get_institution
-    from ledger.schema import api_keys, institutions
     if key_prefix is not None:
         row = conn.execute(select(api_keys.c.id, api_keys.c.role, institutions.c.id.label("institution_id"),
                                   institutions.c.region)
