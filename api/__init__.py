@@ -170,8 +170,10 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import accounts, borrowers, health, institutions, journal, loans, programs, rates, targets
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, targets):
+    from api import (accounts, borrowers, health, institutions, journal, loans, programs, rates,
+                     subsidy_batches, targets)
+    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal,
+                   subsidy_batches, targets):
         api.register_blueprint(module.blp)
 
 

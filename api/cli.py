@@ -1,5 +1,5 @@
 """The `ipledger` command line (click): serve, scheduler, db, keys, institutions, rates,
-import, demo, verify. Thin: each command calls the domain in one transaction."""
+import, demo, verify, subsidies. Thin: each command calls the domain in one transaction."""
 from __future__ import annotations
 
 import json
@@ -377,6 +377,84 @@ def verify(seal: bool, expect) -> None:
         click.echo(f"the book does not extend {expect[0]}:{expect[1]}: {result.expect.reason}", err=True)
     if not (result.balanced and result.chain_intact) or (result.expect and not result.expect.extends):
         sys.exit(1)
+
+
+# --- subsidies -------------------------------------------------------------------------------
+
+@main.group()
+def subsidies() -> None:
+    """Subsidy batches: draft a programme's period, approve (another officer), post, cancel, reverse."""
+
+
+def _bureau_options(command):
+    command = click.option("--key", "key_prefix", metavar="PREFIX",
+                           help="The acting officer's fiscal key prefix (the 8 characters after 'ipl_').")(command)
+    return click.option("--bureau", metavar="CODE", help="The fiscal bureau's code, acting as no key "
+                                                         "(drafts only; approval names a --key).")(command)
+
+
+def _bureau(conn, key_prefix, bureau):
+    from ledger.subsidy_batches import bureau_of
+    if bool(key_prefix) == bool(bureau):
+        raise click.UsageError("name exactly one of --key and --bureau")
+    return bureau_of(conn, key_prefix=key_prefix, institution_code=bureau)
+
+
+def _print_batch(batch: dict) -> None:
+    from ledger.money import format_yuan
+    click.echo(f"batch {batch['id']} {batch['program']} {batch['period']}: {batch['status']}, "
+               f"{batch['line_count']} lines, {batch['excluded_count']} excluded, total {format_yuan(batch['total_fen'])}")
+
+
+@subsidies.command("run")
+@click.option("--program", required=True, metavar="CODE")
+@click.option("--period", required=True, metavar="2025|2025-Q4")
+@_bureau_options
+def subsidies_run(program: str, period: str, key_prefix: str | None, bureau: str | None) -> None:
+    """Draft the programme's batch for a period that has ended (with a progress bar)."""
+    from ledger.subsidy_batches import draft_batch
+    steps = ("computed", "stored")
+    with click.progressbar(length=len(steps), label=f"{program} {period}") as bar:
+        def progress(step: str, _lines: int) -> None:
+            bar.label = f"{program} {period}: {step} {_lines} lines"
+            bar.update(1)
+        try:
+            made = run_in_transaction(_engine(), lambda conn: draft_batch(
+                conn, program, period, _bureau(conn, key_prefix, bureau), progress=progress))
+        except DomainError as error:
+            _fail(error)
+    _print_batch(made)
+
+
+def _action(name: str, help_text: str):
+    @subsidies.command(name, help=help_text)
+    @click.argument("batch_id", type=int)
+    @_bureau_options
+    def command(batch_id: int, key_prefix: str | None, bureau: str | None) -> None:
+        from ledger import subsidy_batches
+        try:
+            done = run_in_transaction(_engine(), lambda conn: getattr(subsidy_batches, name)(
+                conn, batch_id, _bureau(conn, key_prefix, bureau)))
+        except DomainError as error:
+            _fail(error)
+        _print_batch(done)
+    return command
+
+
+_action("approve", "Approve a draft as another officer of the bureau (--key; the drafting key is refused).")
+_action("post", "Pay an approved batch: one balanced journal entry per line, dated today.")
+_action("cancel", "Cancel a draft.")
+_action("reverse", "Reverse a posted batch (every entry mirrored); its period is free again.")
+
+
+@subsidies.command("list")
+@click.option("--program", metavar="CODE")
+def subsidies_list(program: str | None) -> None:
+    """Every batch, oldest first."""
+    from ledger.subsidy_batches import list_batches
+    with _engine().connect() as conn:
+        for batch in list_batches(conn, None, program=program, limit=1000):
+            _print_batch(batch)
 
 
 if __name__ == "__main__":  # pragma: no cover

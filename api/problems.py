@@ -14,13 +14,13 @@ from marshmallow import fields
 from werkzeug.exceptions import HTTPException
 
 from api.openapi import Output
-from ledger.errors import SCHEMA_KEY, Conflict, DomainError, Invalid, NotFound
+from ledger.errors import SCHEMA_KEY, Conflict, DomainError, Forbidden, Invalid, NotFound
 from ledger.errors import flatten_messages as ledger_flatten
 
 log = logging.getLogger("ipledger.api")
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:ipledger:problem:"
-DOMAIN_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (DomainError, 422))
+DOMAIN_STATUS = ((NotFound, 404), (Forbidden, 403), (Conflict, 409), (Invalid, 422), (DomainError, 422))
 
 
 class FieldErrorSchema(Output):

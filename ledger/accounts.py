@@ -3,8 +3,10 @@
 Every entry moves money between accounts named here, and each owner's own postings in an
 entry balance on their own (the bank's books balance, the borrower's books balance):
 - institution: `settlement` (asset: cash at the clearing bank), `interest_income` (income),
-  `fund_contributions` (expense: what a bureau paid into pools);
-- borrower: `cash` (asset), `interest_expense` and `fees:<kind>` (expense);
+  `fund_contributions` (expense: what a bureau paid into pools), `subsidy_budget` (asset) and
+  `subsidies_paid` (expense) of a fiscal bureau;
+- borrower: `cash` (asset), `interest_expense` and `fees:<kind>` (expense), `subsidy_income`
+  (income);
 - loan sub-ledgers: the bank's `receivable` (asset) and the borrower's `payable` (liability);
   the receivable's balance IS the loan's outstanding principal;
 - programme fund: `fund` (asset: the pool's money) and `fund_capital` (equity: contributed).
@@ -65,3 +67,19 @@ def program_fund(program_id: int) -> AccountSpec:
 def program_fund_capital(program_id: int) -> AccountSpec:
     return AccountSpec(f"program:{program_id}:fund_capital", "Contributed fund capital", "equity",
                        "fund_capital", program_id=program_id)
+
+
+def subsidy_budget(institution_id: int) -> AccountSpec:
+    """A fiscal bureau's subsidy budget (asset: appropriated money; subsidy payments credit it)."""
+    return AccountSpec(f"inst:{institution_id}:subsidy_budget", "Subsidy budget", "asset",
+                       "subsidy_budget", institution_id=institution_id)
+
+
+def subsidies_paid(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:subsidies_paid", "Subsidies paid", "expense",
+                       "subsidies_paid", institution_id=institution_id)
+
+
+def borrower_subsidy_income(borrower_id: int) -> AccountSpec:
+    return AccountSpec(f"borrower:{borrower_id}:subsidy_income", "Subsidies received", "income",
+                       "subsidy_income", borrower_id=borrower_id)

@@ -133,6 +133,14 @@ class NotFound(DomainError):
     title = "Not found"
 
 
+class Forbidden(DomainError):
+    """The caller is known and may see the object, but this action is not theirs (HTTP 403):
+    the maker of a subsidy batch approving it."""
+
+    kind = "forbidden"
+    title = "Forbidden"
+
+
 class Conflict(DomainError):
     """The object is in a state that refuses this action, or a uniqueness rule (HTTP 409)."""
 

@@ -366,4 +366,77 @@ target_snapshots = Table(
     *[Column(name, BigInteger, nullable=False) for name in (
         "amount_fen", "count", "pledge_count", "insured_amount_fen", "enterprise_count",
         "sme_enterprise_count", "sme_count", "sme_amount_fen", "inclusive_count")],
+
+# --- subsidy batches (migration 0007) ---------------------------------------------------------
+
+SUBSIDY_BATCH_STATUSES = ("draft", "approved", "posted", "cancelled", "reversed")
+# A live batch holds its programme and period: one at a time (drafts, approved and posted ones;
+# a cancelled or reversed batch frees the period for a new draft).
+LIVE_SUBSIDY_BATCH = "status IN ('draft', 'approved', 'posted')"
+
+subsidy_batches = Table(
+    "subsidy_batches", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
+    Column("program_version_id", ForeignKey("program_versions.id"), nullable=False, index=True),
+    Column("period", String(7), nullable=False),  # "2025" or "2025-Q4"
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),   # exclusive
+    Column("status", String(10), nullable=False),
+    # The paying bureau: its subsidy budget pays; only its keys approve and post.
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    Column("approved_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    Column("posted_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    Column("closed_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    _ts("approved_at", nullable=True),
+    _ts("posted_at", nullable=True),
+    _ts("closed_at", nullable=True),  # cancelled or reversed
+    Column("line_count", Integer, nullable=False),
+    Column("excluded_count", Integer, nullable=False),
+    Column("total_fen", BigInteger, nullable=False),
+    CheckConstraint(_in("status", SUBSIDY_BATCH_STATUSES), name="status"),
+    CheckConstraint("total_fen >= 0", name="total_not_negative"),
+    CheckConstraint("period_end > period_start", name="period_window"),
+    # Maker-checker: the key that approves is never the key that drafted.
+    CheckConstraint("approved_by_key_id IS NULL OR created_by_key_id IS NULL "
+                    "OR approved_by_key_id <> created_by_key_id", name="checker_not_maker"),
+    CheckConstraint("status IN ('draft', 'cancelled') OR approved_at IS NOT NULL",
+                    name="approved_before_posting"),
+    Index("uq_subsidy_batches_live", "program_id", "period", unique=True,
+          postgresql_where=text(LIVE_SUBSIDY_BATCH), sqlite_where=text(LIVE_SUBSIDY_BATCH)),
+)
+
+subsidy_lines = Table(
+    "subsidy_lines", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("batch_id", ForeignKey("subsidy_batches.id"), nullable=False, index=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("method", String(30), nullable=False),
+    Column("basis_fen", BigInteger, nullable=False),
+    Column("computed_fen", BigInteger, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("capped_by", String(120), nullable=False),  # cap names joined by ",", "" for none
+    CheckConstraint("amount_fen >= 0 AND amount_fen <= computed_fen", name="amount_within_formula"),
+)
+
+subsidy_excluded = Table(
+    "subsidy_excluded", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("batch_id", ForeignKey("subsidy_batches.id"), nullable=False, index=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("reason", String(40), nullable=False),
+)
+
+# The journal entries a batch posted (one per paid line) and, if reversed, their reversals.
+subsidy_batch_entries = Table(
+    "subsidy_batch_entries", metadata,
+    Column("entry_id", ForeignKey("entries.id"), primary_key=True),
+    Column("batch_id", ForeignKey("subsidy_batches.id"), nullable=False, index=True),
+    Column("line_id", ForeignKey("subsidy_lines.id"), nullable=False, index=True),
+    Column("reversal", Boolean, nullable=False),
 )

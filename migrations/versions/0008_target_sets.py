@@ -9,7 +9,7 @@
 - `target_snapshot_runs` and `target_snapshots`: the nightly figures per region, year and basis.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-03
 """
 from datetime import datetime, timezone
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -312,6 +312,53 @@ MATRIX = {
 }
 
 
+# --- subsidy batches (issue 9): the home fiscal bureau drafts and acts on its own batches; `other`
+# is another Guangzhou bureau's batch of the other home programme (the district auditor reads it);
+# `out` a Chengdu bureau's. A batch that must change state is made fresh for the caller who may
+# change it, and shared by the callers refused.
+
+def _bureau_of(w, relation):
+    if relation == "own":
+        return w.institutions["fiscal"]
+    key = f"bureau:{relation}"
+    if key not in w.institutions:
+        w.institutions[key] = InstitutionFactory(kind="fiscal", region=HOME if relation == "other" else AWAY).code
+    return w.institutions[key]
+
+
+def subsidy_batch(state: str, suffix: str = ""):
+    def build(w, caller, relation):
+        from tests.api.subsidy_world import batch_in
+        program = w.books[relation].program
+        if caller == "fiscal" and relation == "own" and suffix:
+            return Request(f"/v1/subsidy-batches/{batch_in(program, _bureau_of(w, relation), state)}{suffix}")
+        cache = w.accounts.setdefault("subsidy_batches", {})
+        if (state, relation) not in cache:
+            cache[state, relation] = batch_in(program, _bureau_of(w, relation), state)
+        return Request(f"/v1/subsidy-batches/{cache[state, relation]}{suffix}")
+    return build
+
+
+def subsidy_draft(w, caller, relation):
+    from tests.api.subsidy_world import fresh_period
+    program = w.books[relation].program.code
+    return Request("/v1/subsidy-batches", {"program": program, "period": fresh_period(program)})
+
+
+FISCAL_OWN = (200, 404, 404)
+MATRIX.update({
+    ("GET", "/v1/subsidy-batches"): Row(fixed("/v1/subsidy-batches"), admin=200, regional=200),
+    ("POST", "/v1/subsidy-batches"): Row(subsidy_draft, fiscal=(201, 201, 404)),
+    ("GET", "/v1/subsidy-batches/{batch_id}"): Row(subsidy_batch("draft"), admin=200, regional=IN_REGION),
+    ("GET", "/v1/subsidy-batches/{batch_id}/lines"): Row(subsidy_batch("draft", "/lines"), admin=200,
+                                                         regional=IN_REGION),
+    ("POST", "/v1/subsidy-batches/{batch_id}/approve"): Row(subsidy_batch("draft", "/approve"), fiscal=FISCAL_OWN),
+    ("POST", "/v1/subsidy-batches/{batch_id}/cancel"): Row(subsidy_batch("draft", "/cancel"), fiscal=FISCAL_OWN),
+    ("POST", "/v1/subsidy-batches/{batch_id}/post"): Row(subsidy_batch("approved", "/post"), fiscal=FISCAL_OWN),
+    ("POST", "/v1/subsidy-batches/{batch_id}/reverse"): Row(subsidy_batch("posted", "/reverse"), fiscal=FISCAL_OWN),
+})
+
+
 def test_every_operation_has_a_row(client):
     spec = client.get("/openapi.json").get_json()
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item

@@ -425,6 +425,73 @@ CASES = [
 ]
 
 
+# --- subsidy batches (issue 9) -----------------------------------------------------------------
+
+def _fiscal_batch(w, state="draft", with_key=True):
+    """A batch of the world's programme drafted by the world's fiscal key (or, without the key,
+    by its bureau's CLI), in `state`, on a fresh period."""
+    from ledger import subsidy_batches as batches
+    from tests.api.subsidy_world import fresh_period
+
+    def make(conn):
+        key = conn.execute(select(schema.api_keys).where(
+            schema.api_keys.c.prefix == w.keys["fiscal"].split("_")[1])).first()
+        maker = batches.Bureau(key.institution_id, "440100", key.id if with_key else None)
+        made = batches.draft_batch(conn, w.program.code, fresh_period(w.program.code), maker)
+        if state != "draft":
+            batches.approve(conn, made["id"], batches.Bureau(key.institution_id, "440100", _other_key(conn, key)))
+        return made
+    return factories.tx(make)
+
+
+def _other_key(conn, key) -> int:
+    """Another fiscal key of the world's bureau: the approving officer."""
+    from tests.api.subsidy_world import checker
+    code = conn.execute(select(schema.institutions.c.code).where(schema.institutions.c.id == key.institution_id)).scalar_one()
+    return checker(conn, code).key_id
+
+
+def batch_action(action, state="draft", with_key=True, **extra):
+    return lambda w: {"method": "POST", "path": f"/v1/subsidy-batches/{_fiscal_batch(w, state, with_key)['id']}/{action}",
+                      **extra}
+
+
+def _period_taken(w):
+    made = _fiscal_batch(w)
+    return {"method": "POST", "path": "/v1/subsidy-batches", "json": {"program": made["program"], "period": made["period"]}}
+
+
+def _draft(period="2024", program="{w.program.code}", **more):
+    return lambda w: post("/v1/subsidy-batches", {"program": program.format(w=w), "period": period, **more})(w)
+
+
+SUBSIDY_CASES = [
+    Bad("subsidy-batch-period-malformed", 422, "period", _draft(period="2025-Q5"), "fiscal"),
+    Bad("subsidy-batch-period-a-month", 422, "period", _draft(period="2025-03"), "fiscal"),
+    Bad("subsidy-batch-period-a-number", 422, "period", _draft(period=2025), "fiscal"),
+    Bad("subsidy-batch-period-not-ended", 422, "period", _draft(period="2099"), "fiscal"),
+    Bad("subsidy-batch-programme-missing", 422, "program", post("/v1/subsidy-batches", {"period": "2024"}), "fiscal"),
+    Bad("subsidy-batch-unknown-field", 422, "total", _draft(total="1.00"), "fiscal"),
+    Bad("subsidy-batch-unknown-programme", 404, "does not exist", _draft(program="no-such-programme"), "fiscal"),
+    Bad("subsidy-batch-programme-of-another-province", 404, "does not exist", _draft(), "away_fiscal"),
+    Bad("subsidy-batch-by-a-bank", 403, "fiscal", _draft()),
+    Bad("subsidy-batch-period-taken", 409, "live", _period_taken, "fiscal"),
+    Bad("subsidy-batch-approved-by-its-maker", 403, "maker", batch_action("approve"), "fiscal"),
+    Bad("subsidy-batch-posted-before-approval", 409, "draft", batch_action("post", with_key=False), "fiscal"),
+    Bad("subsidy-batch-reversed-before-posting", 409, "draft", batch_action("reverse", with_key=False), "fiscal"),
+    Bad("subsidy-batch-approved-cancelled", 409, "approved", batch_action("cancel", "approved"), "fiscal"),
+    Bad("subsidy-batch-approved-twice", 409, "approved", batch_action("approve", "approved"), "fiscal"),
+    Bad("subsidy-batch-posted-without-idempotency-key", 400, "idempotency",
+        batch_action("post", "approved", headers={"Idempotency-Key": None}), "fiscal"),
+    Bad("subsidy-batch-approve-unknown", 404, "does not exist", post("/v1/subsidy-batches/987654321/approve"), "fiscal"),
+    Bad("subsidy-batch-approve-of-another-bureau", 404, "does not exist", batch_action("approve", with_key=False),
+        "away_fiscal"),
+    Bad("subsidy-batches-bad-status", 422, "status", get("/v1/subsidy-batches?status=paid"), "fiscal"),
+    Bad("subsidy-lines-bad-limit", 422, "limit", get("/v1/subsidy-batches/987654321/lines?limit=0"), "fiscal"),
+]
+CASES += SUBSIDY_CASES
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_refused_and_writes_nothing(client, engine, world, case):
     request = case.make(world)

@@ -93,6 +93,7 @@ def role_keys(fuzz_app):
         _aim(fuzz_app, program.code, bank.code, borrower, loan_id)
         for role in ("guarantor", "fiscal", "auditor"):
             codes[role] = factories.InstitutionFactory(kind=role, region="440000").code
+        _aim_subsidy_batch(program, codes["fiscal"])
         return {role: factories.make_key(role, codes.get(role)) for role in ROLES}
     finally:
         factories.bind(previous)
@@ -120,3 +121,13 @@ def test_every_operation_survives_fuzzing(case, role, fuzz_app, role_keys):
     skipped, _why = KNOWN_ISSUES.get(case.operation.label, (None, None))
     checks = [check for check in CHECKS if check is not skipped]
     case.call_and_validate(app=fuzz_app, headers={"Authorization": f"Bearer {role_keys[role]}"}, checks=checks)
+
+
+def _aim_subsidy_batch(program, fiscal: str) -> None:
+    """A draft subsidy batch of the world's programme by the fiscal key's bureau (drafted by its
+    CLI, so the fuzzed fiscal key may approve, post, cancel and reverse it)."""
+    from tests.api.subsidy_world import batch_in
+    batch_id = batch_in(program, fiscal, "draft")
+    for path in schema:
+        if path.startswith("/v1/subsidy-batches/{batch_id}"):
+            WORLD_PATHS[path] = {"batch_id": batch_id}

@@ -1,0 +1,35 @@
+"""`ipledger subsidies` as an operator runs it (a real process, a real SQLite file): draft with a
+progress bar, approval refused for the drafting officer and given by another, post, list."""
+from datetime import date
+
+from ledger.db import make_engine
+from ledger.journal import SYSTEM
+from ledger.loans import record_repayment
+from tests import factories
+from tests.test_cli import ipledger
+
+
+def test_run_approve_post_from_the_command_line(tmp_path):
+    ipledger(tmp_path, "db", "upgrade")
+    factories.bind(make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}"))
+    terms = factories.api_terms(**factories.program_parties())
+    terms["subsidies"] = [{"kind": "interest", "method": "pct_of_paid", "pct": "0.40"}]
+    program = factories.ProgramFactory(terms=terms)
+    bank = factories.InstitutionFactory()
+    borrower = factories.BorrowerFactory(bank_id=bank.id)
+    loan_id = factories.make_loan(bank.id, borrower.facts.credit_code, program.code, principal="1000.00",
+                                  start_date="2024-01-10", maturity_date="2026-01-10")
+    factories.tx(lambda conn: record_repayment(conn, loan_id, bank.id, date(2024, 2, 1), 0, 100_00, SYSTEM))
+    bureau = factories.InstitutionFactory(kind="fiscal", region="440100")
+    maker, checker = (factories.make_key("fiscal", bureau.code).split("_")[1] for _ in range(2))
+
+    drafted = ipledger(tmp_path, "subsidies", "run", "--program", program.code, "--period", "2024", "--key", maker)
+    assert "batch 1" in drafted.stdout and "draft, 1 lines" in drafted.stdout and "total 40.00" in drafted.stdout
+    refused = ipledger(tmp_path, "subsidies", "approve", "1", "--key", maker, check=False)
+    assert refused.returncode != 0 and "maker-checker" in refused.stderr
+    assert "approved" in ipledger(tmp_path, "subsidies", "approve", "1", "--key", checker).stdout
+    assert "posted" in ipledger(tmp_path, "subsidies", "post", "1", "--key", checker).stdout
+    assert "batch 1" in ipledger(tmp_path, "subsidies", "list").stdout
+    again = ipledger(tmp_path, "subsidies", "run", "--program", program.code, "--period", "2024",
+                     "--bureau", bureau.code, check=False)
+    assert again.returncode != 0 and "live" in again.stderr
