@@ -366,6 +366,7 @@ target_snapshots = Table(
     *[Column(name, BigInteger, nullable=False) for name in (
         "amount_fen", "count", "pledge_count", "insured_amount_fen", "enterprise_count",
         "sme_enterprise_count", "sme_count", "sme_amount_fen", "inclusive_count")],
+)
 
 # --- subsidy batches (migration 0007) ---------------------------------------------------------
 
