@@ -15,7 +15,7 @@ from ledger.errors import Conflict, Forbidden, Invalid, NotFound
 from ledger.journal import SYSTEM, balances_fen, ensure_accounts
 from ledger.keys import create_key
 from ledger.loans import record_fee, record_repayment
-from ledger.schema import api_keys, entries, subsidy_batches, subsidy_lines
+from ledger.schema import api_keys, entries, subsidy_batch_entries, subsidy_batches, subsidy_lines
 from ledger import subsidy_batches as batches
 from tests.factories import BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, make_loan, program_parties, tx
 
@@ -84,8 +84,10 @@ def test_draft_approve_post_writes_balanced_entries_and_verify_holds(book):
     balances = tx(lambda conn: balances_fen(conn, [ids[s.code] for s in specs]))
     assert list(balances.values())[0] == -510_00 and list(balances.values())[1] == 510_00
     assert list(balances.values())[3] == -510_00
+    # This batch's entries only: the session database holds other tests' batches too.
+    mine = select(subsidy_batch_entries.c.entry_id).where(subsidy_batch_entries.c.batch_id == made["id"])
     kinds = tx(lambda conn: conn.execute(select(entries.c.kind, func.count()).where(
-        entries.c.kind.like("subsidy_%")).group_by(entries.c.kind)).all())
+        entries.c.id.in_(mine)).group_by(entries.c.kind)).all())
     assert dict(kinds) == {"subsidy_interest": 2, "subsidy_premium": 1}
     tx(chain.seal_pending)
     result = tx(chain.verify)
