@@ -170,8 +170,9 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import accounts, borrowers, health, institutions, journal, loans, programs, rates
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal):
+    from api import (accounts, borrowers, claims, health, institutions, journal, loans, programs,
+                     rates)
+    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, claims):
         api.register_blueprint(module.blp)
 
 

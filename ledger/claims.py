@@ -35,6 +35,7 @@ from ledger.journal import (Actor, EntryDraft, Line, balance_fen, ensure_account
 from ledger.loans import _lock_loan, balance_on, principal_by_day
 from ledger.money import check_fen
 from ledger.programs import load_programs
+from ledger.reads import ReadScope
 from ledger.schema import (borrowers, cap_usage, claim_shares, claims, institutions, loans,
                            programs)
 from ledger.terms import Terms
@@ -302,6 +303,17 @@ def withdraw_claim(conn: Connection, claim_id: int, bank_id: int, withdrawn_on, 
 
 # --- reads ---------------------------------------------------------------------------------
 
+def claim_condition(scope: ReadScope):
+    """Claims visible: a bank's own loans'; a party's, those it has a share in (one capped to 0
+    included: it is still the party's claim); a region's, its borrowers' loans'; else all."""
+    if scope.institution_id is not None and scope.party:
+        return claims.c.id.in_(select(claim_shares.c.claim_id).where(
+            claim_shares.c.institution_id == scope.institution_id))
+    if scope.institution_id is not None:
+        return claims.c.bank_id == scope.institution_id
+    return claims.c.loan_id.in_(select(loans.c.id).where(scope.loan_condition()))
+
+
 def get_claim(conn: Connection, claim_id: int, condition=None) -> dict:
     """One claim with its shares in terms order; `condition` scopes it to the caller (else 404)."""
     query = select(claims).where(claims.c.id == claim_id)
@@ -340,7 +352,23 @@ def _with_shares(conn: Connection, rows: list[dict]) -> list[dict]:
         share["cuts"] = cuts
         share["capped_by"] = [cut["cap"] for cut in cuts]
         by_claim[share["claim_id"]].append(share)
+    names = _names(conn, rows)
     for row in rows:
+        row.update(names[row["id"]])
         row["shares"] = by_claim[row["id"]]
         assert sum(s["amount_fen"] for s in row["shares"]) + row["bank_retained_fen"] == row["loss_base_fen"]
     return rows
+
+
+def _names(conn: Connection, rows: list[dict]) -> dict[int, dict]:
+    """The codes a reader knows a claim by: programme, its version number, the bank."""
+    from ledger.schema import program_versions
+    query = (select(claims.c.id, programs.c.code.label("program"),
+                    program_versions.c.version.label("program_version"),
+                    institutions.c.code.label("bank"))
+             .join(programs, programs.c.id == claims.c.program_id)
+             .join(program_versions, program_versions.c.id == claims.c.program_version_id)
+             .join(institutions, institutions.c.id == claims.c.bank_id)
+             .where(claims.c.id.in_([row["id"] for row in rows])))
+    return {row.id: {"program": row.program, "program_version": row.program_version, "bank": row.bank}
+            for row in conn.execute(query)}
