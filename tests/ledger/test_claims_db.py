@@ -21,10 +21,12 @@ from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory
 DEFAULTED_ON = date(2026, 6, 1)
 
 
-def world(fund_yuan: int = 1_500_000, **terms_over):
+def world(fund_yuan: int = 1_500_000, change=None, **terms_over):
     parties = program_parties()
     terms = api_terms(**parties)
     terms.update(terms_over)
+    if change:
+        change(terms)
     program = ProgramFactory(terms=terms)
     bank = InstitutionFactory()
     borrower = BorrowerFactory(bank_id=bank.id)
@@ -199,3 +201,40 @@ def test_two_claims_at_once_on_a_nearly_empty_fund_do_not_both_get_the_last_yuan
     assert errors == [] and len(results) == 2
     pool_fen = sorted(shares(result)[w["pool"]][1] for result in results)
     assert pool_fen == [0, 100]
+
+
+def test_the_borrower_year_coverage_limit_is_spent_by_earlier_loans_in_start_date_order(engine):
+    w = world(fund_yuan=0, change=lambda t: t["coverage"].update(
+        max_covered_principal_per_borrower_year="6000000.00"))
+    later = loan_in(w, start_date="2025-04-01")
+    loan_in(w, start_date="2025-03-01")  # created second, started first: it spends the limit first
+    claim = default(w, later)
+    assert claim["borrower_year_principal_before_fen"] == 500_000_000
+    assert claim["covered_fen"] == 100_000_000  # 6,000,000 less 5,000,000; not the IP part 4,000,000
+
+
+def test_a_party_cap_per_borrower_year_is_shared_by_the_borrowers_claims_that_year(engine):
+    w = world(fund_yuan=10_000_000, change=lambda t: t["parties"][1]["caps"].update(
+        per_borrower_year="2500000.00"))
+    first, second = default(w, loan_in(w)), default(w, loan_in(w))
+    assert shares(first)[w["pool"]][1] == 200_000_000
+    assert shares(second)[w["pool"]][1:] == (50_000_000, [{"cap": "per_borrower_year", "fen": 150_000_000}])
+
+
+def test_the_claim_records_equal_the_journal(engine):
+    w = world(fund_yuan=3_000_000)
+    made = [default(w, loan_in(w)) for _ in range(3)]
+    tx(lambda conn: withdraw_claim(conn, made[1]["id"], w["bank"].id, DEFAULTED_ON, SYSTEM))
+    live = [c for c in made if c is not made[1]]
+
+    def balance(code):
+        return tx(lambda conn: conn.execute(
+            select(func.coalesce(func.sum(postings.c.amount_fen), 0))
+            .join(accounts, accounts.c.id == postings.c.account_id).where(accounts.c.code == code)).scalar_one())
+    for party in (w["insurer"], w["pool"]):
+        owed = sum(shares(c)[party][1] for c in live)
+        assert balance(f"inst:{_institution_id(party)}:claims_payable") == -owed
+    assert balance(f"inst:{w['bank'].id}:credit_losses") == sum(c["bank_retained_fen"] for c in live)
+    for claim in made:
+        receivable = balance(f"loan:{claim['loan_id']}:claim_receivable")
+        assert receivable == (0 if claim is made[1] else sum(s["amount_fen"] for s in claim["shares"]))
