@@ -15,7 +15,11 @@ rule of the ledger applies to demo data exactly as to real data):
   appraisal fees) and repayments (quarterly interest on the 21st of each quarter's last month and
   principal at maturity; many one-year loans pay interest with the principal instead; some
   amortise, some prepay, a few borrowers stop paying and stay active, overdue) up to `as_of`
-  (default: today).
+  (default: today);
+- then the overdue loans default: each active loan whose maturity passed more than its
+  programme's trigger days before `as_of` is classified on the day it reached the trigger and
+  its claim opened (`ledger.claims.open_claim`), in maturity order, so the caps and the fund
+  bind on the later claims.
 - Cost: each fee and repayment is one `record_fee` / `record_repayment` call (several statements
   each), which dominates the run: about a minute on SQLite at the default size.
 
@@ -714,6 +718,9 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
 
     # 4. year by year: contributions, the year's loans, then its fees and repayments
     counts = _post_book(engine, book, ids, as_of, report)
+    counts["claims"] = _default_overdue(engine, as_of)
+    counts["loans_defaulted"] = counts["claims"]
+    counts["loans_active"] -= counts["claims"]
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
             "borrowers": len(book.borrowers) + len(SAMPLE_BORROWERS), **counts,
             "as_of": as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1)}
@@ -789,3 +796,36 @@ def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, rep
     counts["loans_active"] = counts["loans"] - counts["loans_closed"]
     return counts
 
+
+
+def _default_overdue(engine: Engine, as_of: date) -> int:
+    """Open a claim for every loan overdue past its programme's trigger (maturity order, so the
+    claim order is the order the loans went bad). A loan with principal moved after the day it
+    reached the trigger is left active (a bank would not classify it then)."""
+    from sqlalchemy import select
+
+    from ledger.claims import open_claim
+    from ledger.schema import loans, programs as programs_table
+
+    def overdue(conn):
+        rows = conn.execute(select(loans.c.id, loans.c.bank_id, loans.c.maturity_date,
+                                   loans.c.program_version_id, programs_table.c.code)
+                            .join(programs_table, programs_table.c.id == loans.c.program_id)
+                            .where(loans.c.status == "active", loans.c.maturity_date < as_of)
+                            .order_by(loans.c.maturity_date, loans.c.id)).all()
+        found = programs.load_programs(conn, {row.code for row in rows})
+        trigger = {v.id: v.terms.trigger_overdue_days for p in found.values() for v in p.versions}
+        return [(row.id, row.bank_id, row.maturity_date + timedelta(days=trigger[row.program_version_id]),
+                 trigger[row.program_version_id]) for row in rows]
+
+    opened = 0
+    for loan_id, bank_id, classified_on, days in run_in_transaction(engine, overdue):
+        if classified_on > as_of:
+            continue
+        try:
+            run_in_transaction(engine, lambda conn: open_claim(conn, loan_id, bank_id, classified_on, SYSTEM,
+                                                              overdue_days=days, today=as_of))
+            opened += 1
+        except Conflict:  # principal moved after the trigger day: still active
+            continue
+    return opened
