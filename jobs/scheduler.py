@@ -22,4 +22,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="seal_chain", **common)
     scheduler.add_job(tasks.purge_idempotency_keys, "cron", hour=3, args=[engine],
                       id="purge_idempotency_keys", **common)
+    scheduler.add_job(tasks.open_overdue_claims, "cron", hour=2, args=[engine],
+                      id="open_overdue_claims", **common)
     return scheduler

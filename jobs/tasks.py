@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import Engine
 
 from jobs.runs import run_once
-from ledger import chain, idempotency
+from ledger import chain, claims, idempotency
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 
@@ -35,3 +35,12 @@ def purge_idempotency_keys(engine: Engine, today: date | None = None) -> bool:
         purged = run_in_transaction(engine, idempotency.purge_expired)
         return f"purged {purged} keys"
     return run_once(engine, "purge_idempotency_keys", period, work)
+
+
+def open_overdue_claims(engine: Engine, today: date | None = None) -> bool:
+    """Daily: open the claims of loans overdue past their programme's trigger (DOMAIN.md 3)."""
+    day = today or business_today()
+
+    def work():
+        return f"opened {claims.scan_overdue(engine, day)} claims"
+    return run_once(engine, "open_overdue_claims", day.isoformat(), work)

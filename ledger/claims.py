@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import Connection, and_, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
 
 from ledger import accounts as chart
 from ledger import sharing
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
-from ledger.db import is_postgres, utcnow
+from ledger.db import is_postgres, run_in_transaction, utcnow
 from ledger.errors import Conflict, Invalid, NotFound
-from ledger.journal import (Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry,
+from ledger.journal import (SYSTEM, Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry,
                             reverse_entry)
 from ledger.loans import _lock_loan, balance_on, principal_by_day
 from ledger.money import check_fen
@@ -266,6 +266,39 @@ def _insert_claim(conn: Connection, loan, terms: Terms, facts: DefaultFacts, out
                                   if cut.party == share.party])}
         for position, share in enumerate(split.shares)])
     return claim_id
+
+
+# --- the overdue scan ---------------------------------------------------------------------
+
+def overdue_loans(conn: Connection, as_of: date) -> list[tuple[int, int, date, int]]:
+    """Active loans whose maturity passed more than their programme's trigger days before
+    `as_of`, in maturity order: (loan, bank, the day it reached the trigger, trigger days)."""
+    rows = conn.execute(select(loans.c.id, loans.c.bank_id, loans.c.maturity_date,
+                               loans.c.program_version_id, programs.c.code)
+                        .join(programs, programs.c.id == loans.c.program_id)
+                        .where(loans.c.status == "active", loans.c.maturity_date < as_of)
+                        .order_by(loans.c.maturity_date, loans.c.id)).all()
+    found = load_programs(conn, {row.code for row in rows})
+    trigger = {v.id: v.terms.trigger_overdue_days for p in found.values() for v in p.versions}
+    due = [(row.id, row.bank_id, row.maturity_date + timedelta(days=trigger[row.program_version_id]),
+            trigger[row.program_version_id]) for row in rows]
+    return [item for item in due if item[2] < as_of]
+
+
+def scan_overdue(engine: Engine, as_of: date | None = None) -> int:
+    """Open a claim, each in its own transaction, for every overdue loan (claim order = the order
+    the loans reached the trigger), classified on the day it did. A loan refused (principal
+    repaid to zero or moved after that day: a bank would not classify it then) stays active."""
+    as_of = as_of or business_today()
+    opened = 0
+    for loan_id, bank_id, classified_on, days in run_in_transaction(engine, lambda conn: overdue_loans(conn, as_of)):
+        try:
+            run_in_transaction(engine, lambda conn: open_claim(
+                conn, loan_id, bank_id, classified_on, SYSTEM, overdue_days=days, today=as_of))
+            opened += 1
+        except Conflict:
+            continue
+    return opened
 
 
 # --- withdrawal ----------------------------------------------------------------------------

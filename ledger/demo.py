@@ -50,6 +50,7 @@ from ledger import loans as loan_domain
 from ledger import programs
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
+from ledger.claims import scan_overdue
 from ledger.errors import Conflict, Invalid
 from ledger.identifiers import (
     CREDIT_CODE_CHARSET,
@@ -718,7 +719,7 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
 
     # 4. year by year: contributions, the year's loans, then its fees and repayments
     counts = _post_book(engine, book, ids, as_of, report)
-    counts["claims"] = _default_overdue(engine, as_of)
+    counts["claims"] = scan_overdue(engine, as_of)  # the overdue scan, as the daily job runs it
     counts["loans_defaulted"] = counts["claims"]
     counts["loans_active"] -= counts["claims"]
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
@@ -797,35 +798,3 @@ def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, rep
     return counts
 
 
-
-def _default_overdue(engine: Engine, as_of: date) -> int:
-    """Open a claim for every loan overdue past its programme's trigger (maturity order, so the
-    claim order is the order the loans went bad). A loan with principal moved after the day it
-    reached the trigger is left active (a bank would not classify it then)."""
-    from sqlalchemy import select
-
-    from ledger.claims import open_claim
-    from ledger.schema import loans, programs as programs_table
-
-    def overdue(conn):
-        rows = conn.execute(select(loans.c.id, loans.c.bank_id, loans.c.maturity_date,
-                                   loans.c.program_version_id, programs_table.c.code)
-                            .join(programs_table, programs_table.c.id == loans.c.program_id)
-                            .where(loans.c.status == "active", loans.c.maturity_date < as_of)
-                            .order_by(loans.c.maturity_date, loans.c.id)).all()
-        found = programs.load_programs(conn, {row.code for row in rows})
-        trigger = {v.id: v.terms.trigger_overdue_days for p in found.values() for v in p.versions}
-        return [(row.id, row.bank_id, row.maturity_date + timedelta(days=trigger[row.program_version_id]),
-                 trigger[row.program_version_id]) for row in rows]
-
-    opened = 0
-    for loan_id, bank_id, classified_on, days in run_in_transaction(engine, overdue):
-        if classified_on > as_of:
-            continue
-        try:
-            run_in_transaction(engine, lambda conn: open_claim(conn, loan_id, bank_id, classified_on, SYSTEM,
-                                                              overdue_days=days, today=as_of))
-            opened += 1
-        except Conflict:  # principal moved after the trigger day: still active
-            continue
-    return opened

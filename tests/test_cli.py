@@ -138,3 +138,22 @@ def test_import_loans_from_csv(tmp_path):
     again = ipledger(tmp_path, "import", "loans", str(path), "--bank", bank.code, check=False)
     assert again.returncode != 0 and "nothing imported" in again.stderr and "already booked" in again.stderr
     engine.dispose()
+
+
+def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
+    from ledger.db import make_engine
+    from tests import factories
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    previous = factories._engine
+    factories.bind(engine)
+    try:
+        bank, program = factories.InstitutionFactory(), factories.ProgramFactory()
+        factories.make_loan(bank.id, factories.BorrowerFactory(bank_id=bank.id).facts.credit_code, program.code)
+    finally:
+        factories.bind(previous)
+        engine.dispose()
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-05-01").stdout.strip() == "opened 0 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01").stdout.strip() == "opened 1 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-02").stdout.strip() == "opened 0 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "June", check=False).returncode != 0
