@@ -366,8 +366,9 @@ def list_claims(conn: Connection, condition=None, *, status: str | None = None,
     if status is not None:
         query = query.where(claims.c.status == status)
     if party_id is not None:
+        # Named on the claim, as visibility is: a share capped to 0 is still the party's claim.
         query = query.where(claims.c.id.in_(select(claim_shares.c.claim_id).where(
-            claim_shares.c.institution_id == party_id, claim_shares.c.amount_fen > 0)))
+            claim_shares.c.institution_id == party_id)))
     return _with_shares(conn, [dict(row) for row in conn.execute(query).mappings()])
 
 
