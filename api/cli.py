@@ -138,6 +138,24 @@ def rates_list(name: str) -> None:
             click.echo(f"{rate.month}  {rate.rate}")
 
 
+@main.group()
+def claims() -> None:
+    """Defaults and claims."""
+
+
+@claims.command("scan")
+@click.option("--as-of", "as_of", default=None, help="The day to scan on (YYYY-MM-DD; default today).")
+def claims_scan(as_of: str | None) -> None:
+    """Open the claims of loans overdue past their programme's trigger (what the daily job runs)."""
+    from ledger.claims import scan_overdue
+    from ledger.dates import parse_date
+    try:
+        opened = scan_overdue(_engine(), parse_date(as_of, "as_of") if as_of else None)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"opened {opened} claims")
+
+
 @main.command()
 def scheduler() -> None:
     """Run the scheduled jobs (chain sealing, key purge...) in the foreground."""

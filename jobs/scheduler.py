@@ -24,4 +24,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="purge_idempotency_keys", **common)
     scheduler.add_job(tasks.snapshot_targets, "cron", hour=1, args=[engine],
                       id="snapshot_targets", **common)
+    scheduler.add_job(tasks.open_overdue_claims, "cron", hour=2, args=[engine],
+                      id="open_overdue_claims", **common)
     return scheduler

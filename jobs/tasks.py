@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import Engine
 
 from jobs.runs import run_once
-from ledger import chain, idempotency, targets
+from ledger import chain, claims, idempotency, targets
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 
@@ -45,3 +45,10 @@ def snapshot_targets(engine: Engine, today: date | None = None) -> bool:
         snapshot = run_in_transaction(engine, targets.take_snapshot)
         return f"snapshot {snapshot.run_id}: {snapshot.rows} region-years"
     return run_once(engine, "snapshot_targets", period, work)
+def open_overdue_claims(engine: Engine, today: date | None = None) -> bool:
+    """Daily: open the claims of loans overdue past their programme's trigger (DOMAIN.md 3)."""
+    day = today or business_today()
+
+    def work():
+        return f"opened {claims.scan_overdue(engine, day)} claims"
+    return run_once(engine, "open_overdue_claims", day.isoformat(), work)

@@ -9,7 +9,11 @@ entry balance on their own (the bank's books balance, the borrower's books balan
   (income);
 - loan sub-ledgers: the bank's `receivable` (asset) and the borrower's `payable` (liability);
   the receivable's balance IS the loan's outstanding principal;
-- programme fund: `fund` (asset: the pool's money) and `fund_capital` (equity: contributed).
+- programme fund: `fund` (asset: the pool's money) and `fund_capital` (equity: contributed);
+- claims (docs/ACCOUNTING.md): the bank's `claim_receivable` per loan (asset: due from the
+  sharing parties), `claimed` per loan (contra-asset: the loss base moved out of the loan) and
+  `credit_losses` (expense: the loss it retains); each party's `claim_losses` (expense) and
+  `claims_payable` (liability: shares owed and not yet paid).
 """
 from __future__ import annotations
 
@@ -83,3 +87,26 @@ def subsidies_paid(institution_id: int) -> AccountSpec:
 def borrower_subsidy_income(borrower_id: int) -> AccountSpec:
     return AccountSpec(f"borrower:{borrower_id}:subsidy_income", "Subsidies received", "income",
                        "subsidy_income", borrower_id=borrower_id)
+def claim_receivable(loan_id: int, bank_id: int) -> AccountSpec:
+    return AccountSpec(f"loan:{loan_id}:claim_receivable", f"Loan {loan_id} claim receivable",
+                       "asset", "claims_receivable", institution_id=bank_id, loan_id=loan_id)
+
+
+def loan_claimed(loan_id: int, bank_id: int) -> AccountSpec:
+    return AccountSpec(f"loan:{loan_id}:claimed", f"Loan {loan_id} transferred to claim", "asset",
+                       "loans_claimed", institution_id=bank_id, loan_id=loan_id)
+
+
+def credit_losses(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:credit_losses", "Credit losses retained", "expense",
+                       "credit_losses", institution_id=institution_id)
+
+
+def claim_losses(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:claim_losses", "Loss shares on claims", "expense",
+                       "claim_losses", institution_id=institution_id)
+
+
+def claims_payable(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:claims_payable", "Claim shares payable",
+                       "liability", "claims_payable", institution_id=institution_id)

@@ -15,7 +15,11 @@ rule of the ledger applies to demo data exactly as to real data):
   appraisal fees) and repayments (quarterly interest on the 21st of each quarter's last month and
   principal at maturity; many one-year loans pay interest with the principal instead; some
   amortise, some prepay, a few borrowers stop paying and stay active, overdue) up to `as_of`
-  (default: today).
+  (default: today);
+- then the overdue loans default: each active loan whose maturity passed more than its
+  programme's trigger days before `as_of` is classified on the day it reached the trigger and
+  its claim opened (`ledger.claims.open_claim`), in maturity order, so the caps and the fund
+  bind on the later claims.
 - Cost: each fee and repayment is one `record_fee` / `record_repayment` call (several statements
   each), which dominates the run: about a minute on SQLite at the default size.
 
@@ -46,6 +50,7 @@ from ledger import loans as loan_domain
 from ledger import programs
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
+from ledger.claims import scan_overdue
 from ledger.errors import Conflict, Invalid
 from ledger.identifiers import (
     CREDIT_CODE_CHARSET,
@@ -714,6 +719,9 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
 
     # 4. year by year: contributions, the year's loans, then its fees and repayments
     counts = _post_book(engine, book, ids, as_of, report)
+    counts["claims"] = scan_overdue(engine, as_of)  # the overdue scan, as the daily job runs it
+    counts["loans_defaulted"] = counts["claims"]
+    counts["loans_active"] -= counts["claims"]
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
             "borrowers": len(book.borrowers) + len(SAMPLE_BORROWERS), **counts,
             "as_of": as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1)}
@@ -788,4 +796,5 @@ def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, rep
     counts["loans_closed"] = sum(1 for i, loan in enumerate(loans_in) if repaid.get(i) == loan.principal_fen)
     counts["loans_active"] = counts["loans"] - counts["loans_closed"]
     return counts
+
 

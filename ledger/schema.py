@@ -441,3 +441,80 @@ subsidy_batch_entries = Table(
     Column("line_id", ForeignKey("subsidy_lines.id"), nullable=False, index=True),
     Column("reversal", Boolean, nullable=False),
 )
+
+# --- claims (issue 8; migration 0006) ---------------------------------------------------------
+# A claim keeps the terms version and every figure it was computed from, so it can be recomputed
+# and audited later; its shares keep ratio, computed (before caps) and owed amounts and each cut.
+CLAIM_STATUSES = ("open", "settled", "withdrawn")
+CAP_SCOPES = ("borrower_year", "bank_year", "program_year", "all")
+
+claims = Table(
+    "claims", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
+    Column("program_version_id", ForeignKey("program_versions.id"), nullable=False, index=True),
+    Column("bank_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    Column("classified_on", Date, nullable=False),
+    Column("claim_year", Integer, nullable=False),
+    Column("overdue_days", Integer, nullable=False),
+    Column("outstanding_principal_fen", BigInteger, nullable=False),
+    Column("overdue_interest_fen", BigInteger, nullable=False),
+    Column("loss_base_fen", BigInteger, nullable=False),
+    Column("covered_fen", BigInteger, nullable=False),
+    Column("covered_reason", String(40), nullable=True),
+    Column("borrower_year_principal_before_fen", BigInteger, nullable=False),
+    Column("fund_balance_fen", BigInteger, nullable=False),  # the fund as the claim saw it
+    Column("bank_retained_fen", BigInteger, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("entry_id", ForeignKey("entries.id"), nullable=False, unique=True),
+    Column("withdrawal_entry_id", ForeignKey("entries.id"), nullable=True, unique=True),
+    Column("withdrawn_on", Date, nullable=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    CheckConstraint("overdue_days >= 0 AND overdue_interest_fen >= 0 "
+                    "AND outstanding_principal_fen >= 0", name="facts_non_negative"),
+    CheckConstraint("covered_fen >= 0 AND covered_fen <= loss_base_fen", name="covered_within_base"),
+    CheckConstraint("bank_retained_fen >= 0 AND bank_retained_fen <= loss_base_fen",
+                    name="retained_within_base"),
+    CheckConstraint(_in("status", CLAIM_STATUSES), name="status"),
+    CheckConstraint("(status = 'withdrawn') = (withdrawal_entry_id IS NOT NULL)",
+                    name="withdrawn_has_reversal"),
+    # One live claim per loan; a withdrawn claim leaves room for a new one.
+    Index("uq_claims_live_loan", "loan_id", unique=True,
+          postgresql_where=text("status <> 'withdrawn'"),
+          sqlite_where=text("status <> 'withdrawn'")),
+)
+
+claim_shares = Table(
+    "claim_shares", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("claim_id", ForeignKey("claims.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),  # the party's place in the terms
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("role", String(20), nullable=False),
+    Column("ratio", String(20), nullable=False),
+    Column("computed_fen", BigInteger, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("pays_first", Boolean, nullable=False),
+    Column("cuts_json", Text, nullable=False),  # [{"cap": ..., "fen": ...}] in cap order
+    UniqueConstraint("claim_id", "position"),
+    UniqueConstraint("claim_id", "institution_id"),
+    CheckConstraint("amount_fen >= 0 AND amount_fen <= computed_fen", name="amount_within_computed"),
+)
+
+# What each party of a programme owes under each shared cap, summed over live claims; the rows a
+# claim reads are locked (FOR UPDATE) so two claims never use one remaining allowance.
+cap_usage = Table(
+    "cap_usage", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("scope", String(20), nullable=False),
+    Column("scope_key", String(60), nullable=False),
+    Column("used_fen", BigInteger, nullable=False),
+    UniqueConstraint("program_id", "institution_id", "scope", "scope_key"),
+    CheckConstraint("used_fen >= 0", name="used_non_negative"),
+    CheckConstraint(_in("scope", CAP_SCOPES), name="scope"),
+)

@@ -147,3 +147,20 @@ def test_targets_show_prints_figures_and_exact_checks(tmp_path):
     bad = ipledger(tmp_path, "targets", "show", "--region", "4401", "--year", "2025", check=False)
     assert bad.returncode == 1 and "region" in bad.stderr
     assert "0 region-years" in ipledger(tmp_path, "targets", "compute").stdout
+def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
+    from ledger.db import make_engine
+    from tests import factories
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    previous = factories._engine
+    factories.bind(engine)
+    try:
+        bank, program = factories.InstitutionFactory(), factories.ProgramFactory()
+        factories.make_loan(bank.id, factories.BorrowerFactory(bank_id=bank.id).facts.credit_code, program.code)
+    finally:
+        factories.bind(previous)
+        engine.dispose()
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-05-01").stdout.strip() == "opened 0 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01").stdout.strip() == "opened 1 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-02").stdout.strip() == "opened 0 claims"
+    assert ipledger(tmp_path, "claims", "scan", "--as-of", "June", check=False).returncode != 0

@@ -49,4 +49,21 @@ def test_purge_keeps_keys_for_30_days(fresh_engine):
 
 def test_scheduler_has_its_jobs(engine):
     built = scheduler.build(engine, background=True)
-    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "snapshot_targets"}
+    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "open_overdue_claims",
+                                                    "snapshot_targets"}
+
+
+def test_the_overdue_scan_opens_claims_once_a_day(fresh_engine):
+    from ledger.schema import claims, loans
+    from tests.factories import BorrowerFactory, InstitutionFactory, ProgramFactory, make_loan
+    bank, program = InstitutionFactory(), ProgramFactory()
+    credit_code = BorrowerFactory(bank_id=bank.id).facts.credit_code
+    overdue = make_loan(bank.id, credit_code, program.code)  # matures 2026-02-28; trigger 90 days
+    not_yet = make_loan(bank.id, credit_code, program.code, maturity_date="2026-05-31")
+    assert tasks.open_overdue_claims(fresh_engine, date(2026, 6, 1))
+    assert not tasks.open_overdue_claims(fresh_engine, date(2026, 6, 1))  # once a day
+    opened = tx(lambda conn: conn.execute(select(claims.c.loan_id, claims.c.classified_on,
+                                                 claims.c.overdue_days)).all())
+    assert [tuple(row) for row in opened] == [(overdue, date(2026, 5, 29), 90)]
+    status = tx(lambda conn: conn.execute(select(loans.c.status).where(loans.c.id == not_yet)).scalar_one())
+    assert status == "active"

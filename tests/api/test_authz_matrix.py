@@ -237,6 +237,42 @@ def target_set_body(w, caller, relation):
 
 def targets_query(path: str, query: str):
     return lambda w, caller, relation: Request(f"{path}?region={TARGET_REGIONS[relation]}&{query}")
+# --- claims (issue 8): each default needs a loan of its own, each withdrawal a claim of its own ---
+
+DEFAULT = {"classified_on": "2026-06-01", "overdue_days": 93, "overdue_interest": "0.00"}
+WITHDRAWAL = lambda w, relation: {"withdrawn_on": "2026-06-02"}  # noqa: E731
+_CLAIMS: dict = {}
+
+
+def _fresh_loan(book) -> int:
+    return make_loan(book.bank.id, book.borrower.facts.credit_code, book.program.code)
+
+
+def _open_claim(book) -> int:
+    from ledger.claims import open_claim
+    from ledger.journal import SYSTEM
+    loan_id = _fresh_loan(book)
+    return factories.tx(lambda conn: open_claim(conn, loan_id, book.bank.id, date(2026, 6, 1), SYSTEM,
+                                                overdue_days=93))["id"]
+
+
+def _claim_of(w, relation) -> int:
+    """One claim per book for the reads (the world is per database, hence its id in the key)."""
+    key = (id(w), relation)
+    if key not in _CLAIMS:
+        _CLAIMS[key] = _open_claim(w.books[relation])
+    return _CLAIMS[key]
+
+
+def default_request(w, caller, relation):
+    return Request(f"/v1/loans/{_fresh_loan(w.books[relation])}/default", DEFAULT)
+
+
+def claim_path(suffix: str = "", json=None, fresh: bool = False):
+    def build(w, caller, relation):
+        claim_id = _open_claim(w.books[relation]) if fresh else _claim_of(w, relation)
+        return Request(f"/v1/claims/{claim_id}{suffix}", json(w, relation) if json else None)
+    return build
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -309,6 +345,13 @@ MATRIX = {
                                        fiscal=IN_REGION, auditor=OWN_ONLY),
     ("GET", "/v1/target-sets"): Row(fixed("/v1/target-sets"), admin=200, regional=200),
     ("POST", "/v1/target-sets"): Row(target_set_body, admin=201),
+    # --- claims (issue 8) ---
+    ("POST", "/v1/loans/{loan_id}/default"): Row(default_request, bank=(201, 404, 404)),
+    ("GET", "/v1/claims"): Row(fixed("/v1/claims"), everyone=200),
+    ("GET", "/v1/claims/{claim_id}"): Row(claim_path(), admin=200, bank=OWN_ONLY, parties=OWN_ONLY,
+                                          regional=IN_REGION),
+    ("POST", "/v1/claims/{claim_id}/withdrawal"): Row(claim_path("/withdrawal", WITHDRAWAL, fresh=True),
+                                                      bank=(201, 404, 404)),
 }
 
 

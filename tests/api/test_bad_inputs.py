@@ -161,6 +161,12 @@ def fee(kind="premium", amount="100.00", paid_on="2025-02-25", loan_attr="loan_i
     return post("/v1/loans/{w." + loan_attr + "}/fees", {"kind": kind, "amount": amount, "paid_on": paid_on})
 
 
+def default_(loan_attr="loan_id", **over):
+    body = {"classified_on": "2026-06-01", "overdue_days": 93, "overdue_interest": "0.00", **over}
+    return post("/v1/loans/{w." + loan_attr + "}/default",
+                {key: value for key, value in body.items() if value is not None})
+
+
 def contribute(amount="100.00", on="2025-01-05", program="{w.program.code}"):
     return post(f"/v1/programs/{program}/fund-contributions", {"amount": amount, "on": on})
 
@@ -422,6 +428,27 @@ CASES = [
         "away_fiscal"),
     Bad("fiscal-creates-a-programme-in-another-province", 403, "region", programme(region="440100"), "away_fiscal"),
     Bad("bank-creates-an-institution", 403, "admin", institution()),
+    # --- defaults and claims (issue 8) ---------------------------------------------------------
+    Bad("default-without-classified-on", 422, "classified_on", default_(classified_on=None)),
+    Bad("default-overdue-days-as-float", 422, "overdue_days", default_(overdue_days=93.0)),
+    Bad("default-overdue-days-negative", 422, "overdue_days", default_(overdue_days=-1)),
+    Bad("default-interest-negative", 422, "overdue_interest", default_(overdue_interest="-1.00")),
+    Bad("default-interest-three-decimals", 422, "overdue_interest", default_(overdue_interest="1.001")),
+    Bad("default-in-the-future", 422, "classified_on", default_(classified_on="2999-01-01")),
+    Bad("default-before-the-start", 422, "classified_on", default_(classified_on="2025-01-01")),
+    Bad("default-unknown-field", 422, "reason", default_(reason="late")),
+    Bad("default-below-the-trigger", 409, "trigger", default_(overdue_days=89)),
+    Bad("default-of-a-closed-loan", 409, "closed", default_(loan_attr="closed_loan_id")),
+    Bad("default-of-another-banks-loan", 404, "does not exist", default_(loan_attr="other_loan_id")),
+    Bad("default-without-idempotency-key", 400, "Idempotency-Key",
+        lambda w: {**default_()(w), "headers": {"Idempotency-Key": None}}),
+    Bad("default-by-a-pool", 403, "bank", default_(), "pool"),
+    Bad("claims-with-an-unknown-status", 422, "status", get("/v1/claims?status=lost")),
+    Bad("claims-with-a-bad-party-code", 422, "party", get("/v1/claims?party=no%20such")),
+    Bad("claim-that-does-not-exist", 404, "does not exist", get("/v1/claims/999999999")),
+    Bad("withdrawal-without-a-date", 422, "withdrawn_on", post("/v1/claims/999999999/withdrawal", {})),
+    Bad("withdrawal-of-an-unknown-claim", 404, "does not exist",
+        post("/v1/claims/999999999/withdrawal", {"withdrawn_on": "2026-06-02"})),
 ]
 
 

@@ -91,6 +91,7 @@ def role_keys(fuzz_app):
         parties = program.versions[0].terms.parties
         codes = {"bank": bank.code, "insurer": parties[0].institution, "pool": parties[1].institution}
         _aim(fuzz_app, program.code, bank.code, borrower, loan_id)
+        _aim_claims(bank.id, borrower, program.code)
         for role in ("guarantor", "fiscal", "auditor"):
             codes[role] = factories.InstitutionFactory(kind=role, region="440000").code
         _aim_subsidy_batch(program, codes["fiscal"])
@@ -112,6 +113,21 @@ def _aim(app, program: str, bank: str, borrower: str, loan_id: int) -> None:
                         "/v1/accounts/{account_id}/balance": {"account_id": account},
                         "/v1/reference-rates/{name}": {"name": "LPR1Y"},
                         "/v1/reference-rates/{name}/{month}": {"name": "LPR1Y", "month": "2025-05"}})
+
+
+def _aim_claims(bank_id: int, borrower: str, program: str) -> None:
+    """Claims (issue 8): defaults go to a loan of their own (a default that succeeds must not
+    turn the shared loan's repayments into 409s), claim paths to a real open claim."""
+    from datetime import date
+
+    from ledger.claims import open_claim
+    from ledger.journal import SYSTEM
+    to_default, claimed = (factories.make_loan(bank_id, borrower, program) for _ in range(2))
+    claim = factories.tx(lambda conn: open_claim(conn, claimed, bank_id, date(2026, 6, 1), SYSTEM,
+                                                 overdue_days=93))
+    WORLD_PATHS["/v1/loans/{loan_id}/default"] = {"loan_id": to_default}
+    for path in ("/v1/claims/{claim_id}", "/v1/claims/{claim_id}/withdrawal"):
+        WORLD_PATHS[path] = {"claim_id": claim["id"]}
 
 
 @schema.parametrize()

@@ -57,6 +57,8 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
             "fund_contributions": _entry_count(conn, "fund_contribution"),
             "loans_closed": _count(conn, loans, loans.c.status == "closed"),
             "loans_active": _count(conn, loans, loans.c.status == "active"),
+            "loans_defaulted": _count(conn, loans, loans.c.status == "defaulted"),
+            "claims": _entry_count(conn, "claim_opened"),
         }
     found = tx(counts)
     assert {key: summary[key] for key in found} == found
@@ -64,6 +66,7 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
     assert found["institutions"] == 13
     assert found["repayments"] > 0 and found["fees"] > 0 and found["fund_contributions"] > 0
     assert found["loans_closed"] > 0 and found["loans_active"] > 0
+    assert found["claims"] > 0 and found["claims"] == found["loans_defaulted"]
     assert summary["as_of"] == AS_OF.isoformat() and summary["seconds"] >= 0
 
     # progress: the steps in order, each ending at its total
