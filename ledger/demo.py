@@ -51,6 +51,7 @@ from ledger import programs
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 from ledger.claims import scan_overdue
+from ledger.targets import take_snapshot
 from ledger.errors import Conflict, Invalid
 from ledger.identifiers import (
     CREDIT_CODE_CHARSET,
@@ -722,6 +723,8 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     counts["claims"] = scan_overdue(engine, as_of)  # the overdue scan, as the daily job runs it
     counts["loans_defaulted"] = counts["claims"]
     counts["loans_active"] -= counts["claims"]
+    # The targets snapshot, as the nightly job takes it: /v1/targets answers from it at once.
+    counts["target_region_years"] = run_in_transaction(engine, take_snapshot).rows
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
             "borrowers": len(book.borrowers) + len(SAMPLE_BORROWERS), **counts,
             "as_of": as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1)}

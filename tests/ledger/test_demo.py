@@ -13,6 +13,7 @@ from ledger import chain, demo, programs
 from ledger.errors import Conflict, Invalid
 from ledger.institutions import list_institutions
 from ledger.loans import outstanding_fen
+from ledger.schema import target_snapshots
 from ledger.schema import (
     accounts,
     borrowers,
@@ -59,6 +60,7 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
             "loans_active": _count(conn, loans, loans.c.status == "active"),
             "loans_defaulted": _count(conn, loans, loans.c.status == "defaulted"),
             "claims": _entry_count(conn, "claim_opened"),
+            "target_region_years": _count(conn, target_snapshots),
         }
     found = tx(counts)
     assert {key: summary[key] for key in found} == found
@@ -67,6 +69,7 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
     assert found["repayments"] > 0 and found["fees"] > 0 and found["fund_contributions"] > 0
     assert found["loans_closed"] > 0 and found["loans_active"] > 0
     assert found["claims"] > 0 and found["claims"] == found["loans_defaulted"]
+    assert found["target_region_years"] > 0  # the snapshot /v1/targets answers from
     assert summary["as_of"] == AS_OF.isoformat() and summary["seconds"] >= 0
 
     # progress: the steps in order, each ending at its total
