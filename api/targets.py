@@ -10,14 +10,13 @@ from api.idempotency import write
 from api.fields import Choice, Code, QueryInteger, Region, RequestSchema, UtcTimestamp
 from api.openapi import Output
 from ledger import targets
-from ledger.errors import Invalid, NotFound
+from ledger.errors import NotFound
 from ledger.money import format_yuan
 
 blp = Blueprint("targets", __name__, url_prefix="/v1",
                 description="Targets: yearly pledge financing by region against policy targets")
 
 FIRST_YEAR, LAST_YEAR = 1990, 2100
-MAX_SERIES_YEARS = 50
 RATIO_DOC = {"description": "an exact ratio as a decimal string (6 places, half up); null when undefined"}
 
 
@@ -127,16 +126,6 @@ def _in_jurisdiction(region: str) -> None:
         raise NotFound(f"region {region} is outside your jurisdiction ({principal().region})")
 
 
-def _figures_for(conn, args):
-    """From the latest snapshot unless `fresh` (or the snapshot does not hold the region-year)."""
-    region, year, basis = args["region"], args["year"], args["basis"]
-    snapshot = None if args["fresh"] == "true" else targets.latest_snapshot(conn)
-    held = snapshot and targets.snapshot_figures(conn, snapshot, region, year, basis)
-    if held:
-        return (*held, snapshot.taken_at)
-    return (*targets.figures_with_previous(conn, region, year, basis), None)
-
-
 @blp.route("/targets")
 @blp.arguments(TargetsQuery, location="query")
 @blp.response(200, TargetsOut)
@@ -149,7 +138,8 @@ def get_targets(args):
     _in_jurisdiction(args["region"])
     with read() as conn:
         target_set = targets.target_set(conn, args["target_set"])
-        figures, previous, taken_at = _figures_for(conn, args)
+        figures, previous, taken_at = targets.answer(conn, args["region"], args["year"], args["basis"],
+                                                     fresh=args["fresh"] == "true")
     checks = [{**c, "threshold": targets.ratio_text(c["threshold"]), "value": targets.ratio_text(c["value"]),
                "passed": c["pass"]} for c in targets.check_results(target_set, figures, previous)]
     return {"region": args["region"], "year": args["year"], "basis": args["basis"],
@@ -163,10 +153,9 @@ def get_targets(args):
 @blp.alt_response(404, description="The region is outside the caller's jurisdiction")
 @require("admin", "fiscal", "auditor")
 def get_series(args):
-    """One row per year from `from` to `to` (at most 50 years), each with its growth."""
+    """One row per year from `from` to `to` (at most 50 years: `ledger.targets.MAX_SERIES_YEARS`), each with its growth."""
     first, last = args["from_"], args["to"]
-    if not 0 <= last - first < MAX_SERIES_YEARS:
-        raise Invalid.field("query.to", f"must be from `from` to {MAX_SERIES_YEARS - 1} years after it")
+    targets.check_series_span(first, last)
     _in_jurisdiction(args["region"])
     with read() as conn:
         series = targets.yearly_figures(conn, args["region"], first - 1, last, args["basis"])

@@ -44,6 +44,7 @@ GROWTH_METRICS = ("amount", "count", "pledge_count", "insured_amount", "enterpri
 SHARE_METRICS = ("sme_share_count", "sme_share_amount", "inclusive_share_count")
 CHECK_METRICS = tuple(f"{name}_growth" for name in GROWTH_METRICS) + SHARE_METRICS
 MAX_CHECKS = 20
+MAX_SERIES_YEARS = 50  # one series request: bounded work per call
 
 
 @dataclass(frozen=True)
@@ -294,3 +295,19 @@ def snapshot_figures(conn: Connection, snapshot: Snapshot, region: str, year: in
     if year not in found:
         return None
     return found[year], found.get(year - 1, YearFigures())
+
+
+def answer(conn: Connection, region: str, year: int, basis: str = "registration", *,
+           fresh: bool = False) -> tuple[YearFigures, YearFigures, object]:
+    """A region-year and the year before, from the latest snapshot (with its `taken_at`) unless
+    `fresh`, or when the snapshot does not hold them; computed now then (`taken_at` None)."""
+    snapshot = None if fresh else latest_snapshot(conn)
+    held = snapshot and snapshot_figures(conn, snapshot, region, year, basis)
+    if held:
+        return (*held, snapshot.taken_at)
+    return (*figures_with_previous(conn, region, year, basis), None)
+
+
+def check_series_span(first_year: int, last_year: int) -> None:
+    if not 0 <= last_year - first_year < MAX_SERIES_YEARS:
+        raise Invalid.field("query.to", f"must be from `from` to {MAX_SERIES_YEARS - 1} years after it")
