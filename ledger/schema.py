@@ -473,6 +473,7 @@ claims = Table(
     Column("withdrawn_on", Date, nullable=True),
     Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
     _ts("created_at"),
+    Column("settled_on", Date, nullable=True),  # migration 0009: the day the last share was paid
     CheckConstraint("overdue_days >= 0 AND overdue_interest_fen >= 0 "
                     "AND outstanding_principal_fen >= 0", name="facts_non_negative"),
     CheckConstraint("covered_fen >= 0 AND covered_fen <= loss_base_fen", name="covered_within_base"),
@@ -499,9 +500,12 @@ claim_shares = Table(
     Column("amount_fen", BigInteger, nullable=False),
     Column("pays_first", Boolean, nullable=False),
     Column("cuts_json", Text, nullable=False),  # [{"cap": ..., "fen": ...}] in cap order
+    # migration 0009: what the party has paid; never above what it owes (no overpayment commits)
+    Column("paid_fen", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("claim_id", "position"),
     UniqueConstraint("claim_id", "institution_id"),
     CheckConstraint("amount_fen >= 0 AND amount_fen <= computed_fen", name="amount_within_computed"),
+    CheckConstraint("paid_fen >= 0 AND paid_fen <= amount_fen", name="paid_within_amount"),
 )
 
 # What each party of a programme owes under each shared cap, summed over live claims; the rows a
@@ -517,4 +521,65 @@ cap_usage = Table(
     UniqueConstraint("program_id", "institution_id", "scope", "scope_key"),
     CheckConstraint("used_fen >= 0", name="used_non_negative"),
     CheckConstraint(_in("scope", CAP_SCOPES), name="scope"),
+)
+
+
+# --- claim payments and recoveries (issue 8; migration 0009) -----------------------------------
+RECOVERY_SOURCES = ("auction", "transfer", "license", "fund_purchase", "borrower")
+
+# One row per payment a party makes on its share, with the entry that moved the money; a payer's
+# reference is unique to it, since statements are matched on it.
+claim_payments = Table(
+    "claim_payments", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("claim_id", ForeignKey("claims.id"), nullable=False, index=True),
+    Column("share_id", ForeignKey("claim_shares.id"), nullable=False, index=True),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("paid_on", Date, nullable=False),
+    Column("reference", String(120), nullable=True),
+    Column("entry_id", ForeignKey("entries.id"), nullable=False, unique=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True),
+    _ts("created_at"),
+    CheckConstraint("amount_fen > 0", name="amount_positive"),
+    Index("uq_claim_payments_payer_reference", "institution_id", "reference", unique=True,
+          postgresql_where=text("reference IS NOT NULL"),
+          sqlite_where=text("reference IS NOT NULL")),
+)
+
+# Net recovery = gross - costs; returned to the parties that bore the loss (recovery_shares).
+recoveries = Table(
+    "recoveries", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
+    Column("claim_id", ForeignKey("claims.id"), nullable=False, index=True),
+    Column("bank_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("received_on", Date, nullable=False),
+    Column("gross_fen", BigInteger, nullable=False),
+    Column("costs_fen", BigInteger, nullable=False),
+    Column("net_fen", BigInteger, nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("reference", String(120), nullable=True),
+    Column("entry_id", ForeignKey("entries.id"), nullable=True, unique=True),  # none for a zero net
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True),
+    _ts("created_at"),
+    CheckConstraint("gross_fen >= 0 AND costs_fen >= 0 AND net_fen >= 0 "
+                    "AND net_fen = gross_fen - costs_fen", name="net"),
+    CheckConstraint(_in("source", RECOVERY_SOURCES), name="source"),
+)
+
+# Each party's returned part of one recovery (terms order, the bank last) and who received it:
+# `to_institution_id` differs from the party under the terms' `recoveries_to`.
+recovery_shares = Table(
+    "recovery_shares", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("recovery_id", ForeignKey("recoveries.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("role", String(20), nullable=False),
+    Column("borne_fen", BigInteger, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("to_institution_id", ForeignKey("institutions.id"), nullable=False),
+    UniqueConstraint("recovery_id", "position"),
+    CheckConstraint("amount_fen >= 0 AND borne_fen >= 0", name="non_negative"),
 )
