@@ -1,0 +1,97 @@
+// The dashboard's charts (api/templates/dashboard.html): reads the JSON data block the server
+// rendered (exact decimal strings) and draws them with the vendored Chart.js. Numbers here only
+// place bars and lines; the tables beside the charts print the exact figures.
+(function () {
+  "use strict";
+  var block = document.getElementById("dashboard-data");
+  if (!block || typeof Chart === "undefined") { return; }
+  var data = JSON.parse(block.textContent);
+  var PASS = "#1a7f37", FAIL = "#c62828", BAR = "#4e79a7", LINE = "#f28e2b", THRESHOLD = "#6a1b9a";
+  var yuan = new Intl.NumberFormat("en-US", {maximumFractionDigits: 2});
+
+  Chart.defaults.font.size = 13;
+  Chart.defaults.color = "#222";
+  Chart.defaults.animation = false;  // drawn at once: what a screenshot or a reader sees is final
+  Chart.defaults.maintainAspectRatio = false;
+
+  function num(text) { return text === null ? null : Number(text); }
+  function pct(text) { return text === null ? null : Number(text) * 100; }
+  function same(value, n) { var out = []; for (var i = 0; i < n; i++) { out.push(value); } return out; }
+  function marks(passes) {
+    return {
+      pointStyle: passes.map(function (p) { return p === false ? "crossRot" : "circle"; }),
+      pointRadius: passes.map(function (p) { return p === null ? 3 : 7; }),
+      pointBorderWidth: passes.map(function (p) { return p === false ? 3 : 1; }),
+      pointBackgroundColor: passes.map(function (p) { return p === null ? LINE : (p ? PASS : FAIL); }),
+      pointBorderColor: passes.map(function (p) { return p === null ? LINE : (p ? PASS : FAIL); })
+    };
+  }
+  function thresholdSet(threshold, n, axis) {
+    if (!threshold) { return []; }
+    return [{type: "line", label: "threshold " + threshold.comparator + " " + (Number(threshold.ratio) * 100) + "%",
+             data: same(Number(threshold.ratio) * 100, n), yAxisID: axis, borderColor: THRESHOLD,
+             borderDash: [8, 5], borderWidth: 3, pointRadius: 0, order: 0}];
+  }
+  function growthChart(id, title, barLabel, bars, barAxisTitle, tick, growth, threshold, passes) {
+    var t = data.targets, n = t.years.length;
+    var growthSet = Object.assign({type: "line", label: barLabel + " growth (%)", data: growth.map(pct),
+                                   yAxisID: "growth", borderColor: LINE, borderWidth: 2, order: 1}, marks(passes));
+    return new Chart(document.getElementById(id), {
+      data: {labels: t.years, datasets: [
+        {type: "bar", label: barLabel, data: bars, yAxisID: "value", backgroundColor: BAR, order: 2},
+        growthSet].concat(thresholdSet(threshold, n, "growth"))},
+      options: {
+        plugins: {title: {display: true, text: title, font: {size: 15}},
+                  legend: {position: "bottom"}},
+        scales: {
+          x: {title: {display: true, text: "year"}},
+          value: {position: "left", beginAtZero: true, title: {display: true, text: barAxisTitle},
+                  ticks: {callback: tick}},
+          growth: {position: "right", suggestedMin: 0, grace: "15%", title: {display: true, text: "growth (%)"},
+                   grid: {drawOnChartArea: false},
+                   ticks: {callback: function (v) { return v + "%"; }}}
+        }
+      }
+    });
+  }
+
+  var t = data.targets;
+  if (t) {
+    growthChart("chart-amount", "Amount lent per year (yuan) and its growth", "amount (yuan)",
+                t.amount.map(num), "amount (yuan)", function (v) { return yuan.format(v); },
+                t.amount_growth, t.thresholds.amount_growth, t.passes.amount_growth);
+    growthChart("chart-count", "Loans per year and their growth", "loans", t.count, "loans (count)",
+                function (v) { return Number.isInteger(v) ? v : ""; },
+                t.count_growth, t.thresholds.count_growth, t.passes.count_growth);
+    var sme = t.passes.sme_share_count;
+    new Chart(document.getElementById("chart-sme"), {
+      data: {labels: t.years, datasets: [
+        {type: "bar", label: "SME share by count (%)", data: t.sme_share_count.map(pct), yAxisID: "share",
+         backgroundColor: sme.map(function (p) { return p === null ? BAR : (p ? PASS : FAIL); }), order: 2}
+      ].concat(thresholdSet(t.sme_line, t.years.length, "share"))},
+      options: {
+        plugins: {title: {display: true, text: "SME share of loans (by count) against its line", font: {size: 15}},
+                  legend: {position: "bottom"}},
+        scales: {x: {title: {display: true, text: "year"}},
+                 share: {min: 0, max: 100, title: {display: true, text: "share (%)"},
+                         ticks: {callback: function (v) { return v + "%"; }}}}
+      }
+    });
+  }
+
+  var losses = data.losses;
+  if (losses && losses.length) {
+    new Chart(document.getElementById("chart-losses"), {
+      type: "bar",
+      data: {labels: losses.map(function (l) { return l.institution + " (" + l.role + ")"; }),
+             datasets: [{label: "loss borne (yuan)", data: losses.map(function (l) { return num(l.amount); }),
+                         backgroundColor: BAR}]},
+      options: {indexAxis: "y",
+                plugins: {title: {display: true, text: "Loss borne on live claims, by party (yuan)", font: {size: 15}},
+                          legend: {display: false}},
+                scales: {x: {beginAtZero: true, title: {display: true, text: "yuan"},
+                             ticks: {callback: function (v) { return yuan.format(v); }}}}}
+    });
+  }
+  document.body.setAttribute("data-charts-ready", "true");
+}());
