@@ -7,7 +7,11 @@
   if (!block || typeof Chart === "undefined") { return; }
   var data = JSON.parse(block.textContent);
   var PASS = "#1a7f37", FAIL = "#c62828", BAR = "#4e79a7", LINE = "#f28e2b", THRESHOLD = "#6a1b9a";
-  var yuan = new Intl.NumberFormat("en-US", {maximumFractionDigits: 2});
+  var yuanShort = new Intl.NumberFormat("en-US", {notation: "compact", maximumFractionDigits: 1});
+  // Growth from a tiny first year (thousands of %) would flatten every other year and the
+  // threshold onto the zero line: the axis stops at the largest growth up to this, or twice
+  // the threshold; a point beyond it is off the scale (said in the subtitle; the table has it).
+  var GROWTH_AXIS_LIMIT_PCT = 300;
 
   Chart.defaults.font.size = 13;
   Chart.defaults.color = "#222";
@@ -32,8 +36,15 @@
              data: same(Number(threshold.ratio) * 100, n), yAxisID: axis, borderColor: THRESHOLD,
              borderDash: [8, 5], borderWidth: 3, pointRadius: 0, order: 0}];
   }
+  function growthTop(values, threshold) {
+    var top = Math.max(10, threshold ? 2 * Number(threshold.ratio) * 100 : 0);
+    values.forEach(function (v) { if (v !== null && v <= GROWTH_AXIS_LIMIT_PCT) { top = Math.max(top, v); } });
+    return Math.ceil(top * 1.15 / 10) * 10;
+  }
   function growthChart(id, title, barLabel, bars, barAxisTitle, tick, growth, threshold, passes) {
     var t = data.targets, n = t.years.length;
+    var top = growthTop(growth.map(pct), threshold);
+    var off = growth.map(pct).filter(function (v) { return v !== null && v > top; }).length;
     var growthSet = Object.assign({type: "line", label: barLabel + " growth (%)", data: growth.map(pct),
                                    yAxisID: "growth", borderColor: LINE, borderWidth: 2, order: 1}, marks(passes));
     return new Chart(document.getElementById(id), {
@@ -42,12 +53,13 @@
         growthSet].concat(thresholdSet(threshold, n, "growth"))},
       options: {
         plugins: {title: {display: true, text: title, font: {size: 15}},
+                  subtitle: {display: off > 0, text: "growth above " + top + "% is off the scale: see the table"},
                   legend: {position: "bottom"}},
         scales: {
           x: {title: {display: true, text: "year"}},
           value: {position: "left", beginAtZero: true, title: {display: true, text: barAxisTitle},
                   ticks: {callback: tick}},
-          growth: {position: "right", suggestedMin: 0, grace: "15%", title: {display: true, text: "growth (%)"},
+          growth: {position: "right", suggestedMin: 0, max: top, title: {display: true, text: "growth (%)"},
                    grid: {drawOnChartArea: false},
                    ticks: {callback: function (v) { return v + "%"; }}}
         }
@@ -58,7 +70,7 @@
   var t = data.targets;
   if (t) {
     growthChart("chart-amount", "Amount lent per year (yuan) and its growth", "amount (yuan)",
-                t.amount.map(num), "amount (yuan)", function (v) { return yuan.format(v); },
+                t.amount.map(num), "amount (yuan)", function (v) { return yuanShort.format(v); },
                 t.amount_growth, t.thresholds.amount_growth, t.passes.amount_growth);
     growthChart("chart-count", "Loans per year and their growth", "loans", t.count, "loans (count)",
                 function (v) { return Number.isInteger(v) ? v : ""; },
@@ -90,7 +102,7 @@
                 plugins: {title: {display: true, text: "Loss borne on live claims, by party (yuan)", font: {size: 15}},
                           legend: {display: false}},
                 scales: {x: {beginAtZero: true, title: {display: true, text: "yuan"},
-                             ticks: {callback: function (v) { return yuan.format(v); }}}}}
+                             ticks: {callback: function (v) { return yuanShort.format(v); }}}}}
     });
   }
   document.body.setAttribute("data-charts-ready", "true");

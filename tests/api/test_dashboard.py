@@ -172,3 +172,38 @@ def test_the_cookie_is_secure_when_configured_and_a_short_secret_is_refused():
     assert not session_config({"IPLEDGER_SECRET_KEY": "k" * 32})["SESSION_COOKIE_SECURE"]
     with pytest.raises(RuntimeError):
         session_config({"IPLEDGER_SECRET_KEY": "short"})
+
+
+def test_the_pages_stay_out_of_the_openapi_document_and_the_chart_library_is_served(client):
+    assert not [path for path in client.get("/openapi.json").get_json()["paths"] if "dashboard" in path]
+    script = client.get("/static/vendor/chart.umd.min.js")
+    assert script.status_code == 200 and b"Chart.js v4" in script.data[:200]
+
+
+def test_every_template_and_static_file_is_package_data():
+    """A fresh `pip install .` or wheel carries the pages (setup.cfg [options.package_data])."""
+    import configparser
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    package = root / "api"
+    globs = [g.strip() for g in config["options.package_data"]["api"].split(",")]
+    packaged = {p for g in globs for p in package.glob(g)}  # setuptools' glob: `*` stays in its folder
+    files = {p for folder in ("templates", "static") for p in (package / folder).rglob("*") if p.is_file()}
+    assert package / "static/vendor/chart.umd.min.js" in files
+    assert sorted(p.relative_to(package).as_posix() for p in files - packaged) == []
+
+
+def test_the_demo_book_fills_the_dashboard(fresh_engine):
+    """README "Dashboard": after `ipledger demo` (here a small one), a GZ-FISCAL key sees years of bars."""
+    from datetime import date
+    from api import create_app
+    from ledger import demo
+    from tests.factories import make_key
+    demo.run(fresh_engine, seed=7, as_of=date(2025, 12, 31), borrowers=60, loans=120)
+    client = create_app(fresh_engine, {"TESTING": True}).test_client()
+    assert sign_in(client, make_key("fiscal", "GZ-FISCAL")).status_code == 303
+    status, html = page(client, "?region=440100&year=2025")
+    assert status == 200 and 'id="chart-amount"' in html  # (claims: the full-size demo has some)
+    assert len(re.findall(r'<tr data-year="(\d+)"', html)) >= 6  # 2019 (or 2018: early registrations) to 2025
