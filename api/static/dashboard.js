@@ -19,7 +19,9 @@
   Chart.defaults.maintainAspectRatio = false;
 
   function num(text) { return text === null ? null : Number(text); }
-  function pct(text) { return text === null ? null : Number(text) * 100; }
+  // A ratio string (6 places) as a percentage of 4 places: 0.57 * 100 is 56.99999999999999 in
+  // floating point, so round to the places the ratio has (for placing and labelling only).
+  function pct(text) { return text === null ? null : Math.round(Number(text) * 1e6) / 1e4; }
   function same(value, n) { var out = []; for (var i = 0; i < n; i++) { out.push(value); } return out; }
   function marks(passes) {
     return {
@@ -32,12 +34,12 @@
   }
   function thresholdSet(threshold, n, axis) {
     if (!threshold) { return []; }
-    return [{type: "line", label: "threshold " + threshold.comparator + " " + (Number(threshold.ratio) * 100) + "%",
-             data: same(Number(threshold.ratio) * 100, n), yAxisID: axis, borderColor: THRESHOLD,
+    return [{type: "line", label: "threshold " + threshold.comparator + " " + pct(threshold.ratio) + "%",
+             data: same(pct(threshold.ratio), n), yAxisID: axis, borderColor: THRESHOLD,
              borderDash: [8, 5], borderWidth: 3, pointRadius: 0, order: 0}];
   }
   function growthTop(values, threshold) {
-    var top = Math.max(10, threshold ? 2 * Number(threshold.ratio) * 100 : 0);
+    var top = Math.max(10, threshold ? 2 * pct(threshold.ratio) : 0);
     values.forEach(function (v) { if (v !== null && v <= GROWTH_AXIS_LIMIT_PCT) { top = Math.max(top, v); } });
     return Math.ceil(top * 1.15 / 10) * 10;
   }

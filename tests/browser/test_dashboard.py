@@ -26,7 +26,10 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from ledger import targets
+from ledger.journal import SYSTEM
 from tests.dashboard_world import build
+from tests.factories import tx
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 REQUIRED = os.environ.get("IPLEDGER_REQUIRE_BROWSER") == "1"
@@ -61,6 +64,8 @@ def served(fresh_engine):
     """The app on a free port of 127.0.0.1, served by werkzeug in a thread, over a database of its own."""
     from api import create_app
     world = build("440000")
+    tx(lambda conn: targets.create_target_set(conn, "count-57", [
+        {"metric": "count_growth", "comparator": ">=", "threshold": Decimal("0.57")}], SYSTEM))
     server = make_server("127.0.0.1", 0, create_app(fresh_engine), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -119,7 +124,7 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     assert f"region={world.city}" in browser.current_url and "year=2025" in browser.current_url
 
     series = _api(base, fiscal, f"/v1/targets/series?region={world.city}&from=2024&to=2025")["items"]
-    targets = _api(base, fiscal, f"/v1/targets?region={world.city}&year=2025&fresh=true")
+    answer = _api(base, fiscal, f"/v1/targets?region={world.city}&year=2025&fresh=true")
     amount, count, sme = (_chart(browser, name) for name in ("chart-amount", "chart-count", "chart-sme"))
     assert amount["labels"] == count["labels"] == [row["year"] for row in series] == [2024, 2025]
     bars, growth, threshold = amount["datasets"]
@@ -133,10 +138,19 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     assert _texts(browser, "#table-years td[data-field=amount]") == [row["amount"] for row in series]
     assert _texts(browser, "#table-years td[data-field=count]") == [str(row["count"]) for row in series]
     shown_checks = _texts(browser, "#checks td[data-field=pass]")
-    assert shown_checks == [("✓ pass" if c["pass"] else "✗ fail") for c in targets["checks"]]
+    assert shown_checks == [("✓ pass" if c["pass"] else "✗ fail") for c in answer["checks"]]
     assert _texts(browser, "#table-losses td[data-field=amount]")  # the claim's parties, in text too
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+    Select(browser.find_element(By.ID, "target_set")).select_by_value("count-57")
+    browser.find_element(By.ID, "show").click()
+    _wait_for(browser, "body[data-charts-ready='true']")
+    counted = _chart(browser, "chart-count")["datasets"][2]  # 0.57 * 100 is not 57 in floating point
+    assert (counted["label"], counted["data"]) == ("threshold >= 57%", [57, 57])
+    Select(browser.find_element(By.ID, "target_set")).select_by_value("key-city-2018")
+    browser.find_element(By.ID, "show").click()
+    _wait_for(browser, "body[data-charts-ready='true']")
 
     OUTPUT.mkdir(exist_ok=True)
     shot = OUTPUT / ("dashboard.png" if backend == "sqlite" else f"dashboard-{backend}.png")
