@@ -59,7 +59,7 @@
                   legend: {position: "bottom"}},
         scales: {
           x: {title: {display: true, text: "year"}},
-          value: {position: "left", beginAtZero: true, title: {display: true, text: barAxisTitle},
+          value: {position: "left", beginAtZero: true, grace: "8%", title: {display: true, text: barAxisTitle},
                   ticks: {callback: tick}},
           growth: {position: "right", suggestedMin: 0, max: top, title: {display: true, text: "growth (%)"},
                    grid: {drawOnChartArea: false},
