@@ -18,6 +18,7 @@ from werkzeug.routing import IntegerConverter
 from api import problems
 from api.auth import authenticate_request
 from api.openapi import ErrorResponses, money_input, null_in_enum, null_or_object
+from api.settings import session_config
 from ledger.db import make_engine
 from ledger.errors import DomainError
 
@@ -81,6 +82,7 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         },
     )
+    app.config.update(session_config())
     app.config.update(config or {})
     app.json.sort_keys = False  # keep the schemas' field order (id first), in JSON and CSV
     app.extensions["ipledger.engine"] = engine or make_engine()
@@ -92,6 +94,8 @@ def create_app(engine: Engine | None = None, config: dict | None = None) -> Flas
                                                             "maximum": MAX_ID})
     _register_hooks(app)
     _register_blueprints(api)
+    from api import dashboard
+    app.register_blueprint(dashboard.blp)  # HTML pages: a plain blueprint, not in the OpenAPI document
     app.add_url_rule(f"{SWAGGER_UI_URL}<path:filename>", "swagger_ui_static", _swagger_ui_file)
     return app
 

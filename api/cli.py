@@ -47,7 +47,8 @@ def serve(host: str, port: int, demo: bool, no_scheduler: bool) -> None:
         # One process only (the development server): jobs run beside it in a thread.
         from jobs import scheduler
         scheduler.build(engine, background=True).start()
-    click.echo(f"ipledger on http://{host}:{port} (database: {engine.url.render_as_string()})")
+    click.echo(f"ipledger on http://{host}:{port} (database: {engine.url.render_as_string()}); "
+               f"dashboard: http://{host}:{port}/dashboard")
     create_app(engine).run(host=host, port=port, threaded=True)
 
 

@@ -372,6 +372,42 @@ def list_claims(conn: Connection, condition=None, *, status: str | None = None,
     return _with_shares(conn, [dict(row) for row in conn.execute(query).mappings()])
 
 
+@dataclass(frozen=True)
+class PartyLoss:
+    """What one party bears on the live claims a reader sees: `claim_count` claims and
+    `amount_fen` owed after caps (for a bank, `role` is `bank` and the amount what it retained)."""
+
+    institution: str
+    name: str
+    role: str
+    claim_count: int
+    amount_fen: int
+
+
+def losses_by_party(conn: Connection, condition=None) -> list[PartyLoss]:
+    """Live (not withdrawn) claims under `condition`, summed per party and per lending bank,
+    largest loss first. The parties' amounts plus the banks' equal the claims' loss bases."""
+    live = claims.c.status != "withdrawn"
+    if condition is not None:
+        live = and_(live, condition)
+    shared = (select(institutions.c.code, institutions.c.name, claim_shares.c.role,
+                     func.count().label("claim_count"), func.sum(claim_shares.c.amount_fen).label("amount_fen"))
+              .join(claims, claims.c.id == claim_shares.c.claim_id)
+              .join(institutions, institutions.c.id == claim_shares.c.institution_id)
+              .where(live).group_by(institutions.c.code, institutions.c.name, claim_shares.c.role))
+    retained = (select(institutions.c.code, institutions.c.name, func.count().label("claim_count"),
+                       func.sum(claims.c.bank_retained_fen).label("amount_fen"),
+                       func.sum(claims.c.loss_base_fen).label("loss_base_fen"))
+                .join(institutions, institutions.c.id == claims.c.bank_id)
+                .where(live).group_by(institutions.c.code, institutions.c.name))
+    rows = [PartyLoss(r.code, r.name, r.role, int(r.claim_count), int(r.amount_fen)) for r in conn.execute(shared)]
+    banks = conn.execute(retained).all()
+    rows += [PartyLoss(r.code, r.name, "bank", int(r.claim_count), int(r.amount_fen)) for r in banks]
+    # Every claim's shares plus its bank's retained loss are its loss base (asserted per claim too).
+    assert sum(r.amount_fen for r in rows) == sum(int(r.loss_base_fen) for r in banks)
+    return sorted(rows, key=lambda r: (-r.amount_fen, r.institution, r.role))
+
+
 def _with_shares(conn: Connection, rows: list[dict]) -> list[dict]:
     if not rows:
         return rows

@@ -105,16 +105,30 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not _is_prefix(parts[1]):
         return None
-    row = conn.execute(
-        select(api_keys, institutions.c.code, institutions.c.region)
-        .outerjoin(institutions, institutions.c.id == api_keys.c.institution_id)
-        .where(api_keys.c.prefix == parts[1])).first()
+    row = conn.execute(_key_rows().where(api_keys.c.prefix == parts[1])).first()
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(row.key_hash, _hash(secret)):
         return None
-    return Principal(row.id, row.prefix, row.role, row.institution_id, row.code,
-                     row.region or COUNTRY)
+    return _principal(row)
+
+
+def active_principal(conn: Connection, key_id: int, prefix: str) -> Principal | None:
+    """The principal of a key a signed-in dashboard session names (by id and prefix, never by
+    its secret), or None once it is revoked: a revoked key's session ends on its next request."""
+    row = conn.execute(_key_rows().where(api_keys.c.id == key_id, api_keys.c.prefix == prefix)).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return _principal(row)
+
+
+def _key_rows():
+    return (select(api_keys, institutions.c.code, institutions.c.region)
+            .outerjoin(institutions, institutions.c.id == api_keys.c.institution_id))
+
+
+def _principal(row) -> Principal:
+    return Principal(row.id, row.prefix, row.role, row.institution_id, row.code, row.region or COUNTRY)
 
 
 def list_keys(conn: Connection) -> list[dict]:

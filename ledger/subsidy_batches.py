@@ -101,9 +101,10 @@ def _visible(row, region: str | None) -> bool:
 
 def list_batches(conn: Connection, region: str | None, *, program: str | None = None,
                  period: str | None = None, status: str | None = None, after_id: int = 0,
-                 limit: int = 50) -> list[dict]:
+                 limit: int = 50, newest_first: bool = False) -> list[dict]:
+    """Batches by id (`newest_first`: the most recent first, `after_id` unused, for the dashboard)."""
     query = (select(*_batch_columns()).join(programs, programs.c.id == subsidy_batches.c.program_id)
-             .where(subsidy_batches.c.id > after_id))
+             .where(subsidy_batches.c.id > (0 if newest_first else after_id)))
     condition = region_condition(region)
     if condition is not None:
         query = query.where(condition)
@@ -113,7 +114,8 @@ def list_batches(conn: Connection, region: str | None, *, program: str | None = 
         query = query.where(subsidy_batches.c.period == period)
     if status:
         query = query.where(subsidy_batches.c.status == status)
-    rows = conn.execute(query.order_by(subsidy_batches.c.id).limit(limit)).mappings().all()
+    order = subsidy_batches.c.id.desc() if newest_first else subsidy_batches.c.id
+    rows = conn.execute(query.order_by(order).limit(limit)).mappings().all()
     keys = _key_prefixes(conn, rows)
     return [_summary(row, keys) for row in rows]
 
