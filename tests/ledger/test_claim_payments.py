@@ -40,7 +40,8 @@ def share(claim_id, code):
 
 def fund_fen(w):
     code = f"program:{w['program'].id}:fund"
-    return tx(lambda conn: balance_fen(conn, conn.execute(select(accounts.c.id).where(accounts.c.code == code)).scalar_one()))
+    account = tx(lambda conn: conn.execute(select(accounts.c.id).where(accounts.c.code == code)).scalar())
+    return 0 if account is None else tx(lambda conn: balance_fen(conn, account))
 
 
 # The example terms: insurer 0.30 pays first, capped at 1,000,000.00 per claim; pool 0.50 within
