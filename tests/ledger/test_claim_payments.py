@@ -2,7 +2,6 @@
 owing party only, pays first, no overpayment, settled when every share is paid), one balanced
 `claim_paid` entry per payment, the pool paying from its fund which never goes negative (in the
 domain, and on PostgreSQL by the database with real commits and two payments at once)."""
-import threading
 from datetime import date
 
 import pytest
@@ -11,11 +10,10 @@ from sqlalchemy import select, text
 from ledger import programs
 from ledger.claim_payments import pay_claim
 from ledger.claims import get_claim, withdraw_claim
-from ledger.db import run_in_transaction
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.journal import SYSTEM, balance_fen
 from ledger.schema import accounts, claim_payments, entries
-from tests.factories import InstitutionFactory, tx
+from tests.factories import InstitutionFactory, at_the_same_moment, tx
 from tests.ledger.test_claims_db import DEFAULTED_ON, _institution_id, default, entry_postings, loan_in, world
 
 PAID_ON = date(2026, 6, 10)
@@ -193,21 +191,9 @@ def test_two_payments_from_a_fund_that_covers_one_at_the_same_moment_one_succeed
     claims = [default(w, loan_in(w)) for _ in range(2)]
     for claim in claims:
         pay(w, claim, "insurer", 100_000_000)
-    barrier, results, errors = threading.Barrier(2), [], []
-
-    def payment(claim):
-        def work(conn):
-            barrier.wait(timeout=10)
-            return pay_claim(conn, claim["id"], w["pool_id"], 100_000_000, PAID_ON, _ref(), SYSTEM)
-        try:
-            results.append(run_in_transaction(engine, work, retries=0))
-        except Exception as exc:
-            errors.append(exc)
-    threads = [threading.Thread(target=payment, args=(claim,)) for claim in claims]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = at_the_same_moment(engine, [
+        lambda conn, claim=claim: pay_claim(conn, claim["id"], w["pool_id"], 100_000_000, PAID_ON, _ref(), SYSTEM)
+        for claim in claims])
     assert len(results) == 1 and len(errors) == 1, (results, errors)
     assert isinstance(errors[0], Conflict) and "fund holds 0.00" in errors[0].detail
     assert fund_fen(w) == 0
