@@ -187,10 +187,14 @@ def test_the_database_refuses_a_fund_going_negative(engine, backend):
 def test_two_payments_from_a_fund_that_covers_one_at_the_same_moment_one_succeeds(engine, backend):
     if backend != "postgres":
         pytest.skip("concurrency with real commits: PostgreSQL")
-    w = world(fund_yuan=1_000_000, change=_no_fund_cap)
+    w = world(fund_yuan=1_000_001, change=_no_fund_cap)
     claims = [default(w, loan_in(w)) for _ in range(2)]
     for claim in claims:
         pay(w, claim, "insurer", 100_000_000)
+    # A first pool payment makes the pool's and the fund's accounts, so the two below race on
+    # the fund alone (creating an account would serialise them by its unique code). It leaves
+    # 1,000,000.00: enough for one of them.
+    pay(w, claims[0], "pool", 100)
     results, errors = at_the_same_moment(engine, [
         lambda conn, claim=claim: pay_claim(conn, claim["id"], w["pool_id"], 100_000_000, PAID_ON, _ref(), SYSTEM)
         for claim in claims])

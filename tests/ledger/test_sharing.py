@@ -397,4 +397,4 @@ def test_recoveries_sum_to_the_net_stay_within_borne_and_track_the_cumulative_sp
         assert sum(returned) == cumulative
         assert all(r <= fen for r, fen in zip(returned, borne_fen))
         exact = [Fraction(cumulative * fen, sum(borne_fen)) for fen in borne_fen]
-        assert all(abs(r - e) < len(borne) for r, e in zip(returned, exact))  # never drifts
+        assert all(abs(r - e) < 2 for r, e in zip(returned, exact))  # never drifts
