@@ -175,9 +175,9 @@ def app_view():
 
 def _register_blueprints(api: Api) -> None:
     from api import (accounts, borrowers, claims, health, institutions, journal, loans, programs,
-                     rates, subsidy_batches, targets)
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, claims,
-                   subsidy_batches, targets):
+                     rates, recoveries, subsidy_batches, targets)
+    for module in (health, institutions, borrowers, rates, programs, loans, recoveries, accounts, journal,
+                   claims, subsidy_batches, targets):
         api.register_blueprint(module.blp)
 
 

@@ -19,7 +19,12 @@ rule of the ledger applies to demo data exactly as to real data):
 - then the overdue loans default: each active loan whose maturity passed more than its
   programme's trigger days before `as_of` is classified on the day it reached the trigger and
   its claim opened (`ledger.claims.open_claim`), in maturity order, so the caps and the fund
-  bind on the later claims.
+  bind on the later claims;
+- then the parties pay (`ledger.claim_payments`): on the first claim where every party owes,
+  each pays in full (a pays-first insurer before the pool, the pool from its fund), so it
+  settles; on the next such claim the pays-first party (else the first) pays half, so it stays
+  open; and the settled claim's pledged IP is auctioned (`ledger.recoveries`): the net returned
+  pro rata to what each bore, the pool's part to the treasury (both programmes redirect it).
 - Cost: each fee and repayment is one `record_fee` / `record_repayment` call (several statements
   each), which dominates the run: about a minute on SQLite at the default size.
 
@@ -723,11 +728,51 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     counts["claims"] = scan_overdue(engine, as_of)  # the overdue scan, as the daily job runs it
     counts["loans_defaulted"] = counts["claims"]
     counts["loans_active"] -= counts["claims"]
+    counts.update(run_in_transaction(engine, lambda conn: _pay_and_recover(conn, as_of)))
     # The targets snapshot, as the nightly job takes it: /v1/targets answers from it at once.
     counts["target_region_years"] = run_in_transaction(engine, take_snapshot).rows
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
             "borrowers": len(book.borrowers) + len(SAMPLE_BORROWERS), **counts,
             "as_of": as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _pay_and_recover(conn, as_of: date) -> dict:
+    """Payments (one claim settled, one partly paid) and a recovery with a treasury redirect."""
+    from sqlalchemy import select
+
+    from ledger.claim_payments import pay_claim
+    from ledger.claims import get_claim
+    from ledger.recoveries import record_recovery
+    from ledger.schema import claims
+    ids = conn.execute(select(claims.c.id).where(claims.c.status == "open").order_by(claims.c.id)).scalars().all()
+    owing = [c for c in (get_claim(conn, claim_id) for claim_id in ids)
+             if c["shares"] and all(share["amount_fen"] for share in c["shares"])]
+    made = {"claim_payments": 0, "claims_settled": 0, "claims_partly_paid": 0, "recoveries": 0,
+            "recovered_to_treasury": format_yuan(0)}
+    if len(owing) < 2:
+        return made
+    settled, partly = owing[:2]
+
+    def pay(claim, share, fen):
+        day = min(claim["classified_on"] + timedelta(days=30), as_of)
+        pay_claim(conn, claim["id"], share["institution_id"], fen, day, f"DEMO-{claim['id']}-{share['position']}-{fen}",
+                  SYSTEM, today=as_of)
+        made["claim_payments"] += 1
+    for share in sorted(settled["shares"], key=lambda share: not share["pays_first"]):  # pays-first first
+        pay(settled, share, share["amount_fen"])
+    first = next((share for share in partly["shares"] if share["pays_first"]), partly["shares"][0])
+    pay(partly, first, first["amount_fen"] // 2)  # half, rounded down to the fen
+    made["claims_settled"], made["claims_partly_paid"] = 1, 1
+    # The pledged patents of the settled claim's loan sell for 30% of its loss base; costs 5%
+    # of the proceeds (both rounded down to the fen).
+    gross = settled["loss_base_fen"] * 30 // 100
+    recovery = record_recovery(conn, settled["loan_id"], settled["bank_id"],
+                               min(settled["classified_on"] + timedelta(days=90), as_of), gross,
+                               gross * 5 // 100, "auction", f"DEMO-AUCTION-{settled['id']}", SYSTEM, today=as_of)
+    made["recoveries"] = 1
+    made["recovered_to_treasury"] = format_yuan(sum(p["amount_fen"] for p in recovery["distribution"]
+                                                    if p["to"] != p["institution"]))
+    return made
 
 
 def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, report) -> dict:

@@ -162,3 +162,25 @@ def make_loan(bank_id: int, borrower: str, program: str, **over) -> int:
 
 def format_fen(fen: int) -> str:
     return format_yuan(fen)
+
+
+def at_the_same_moment(engine, works) -> tuple[list, list]:
+    """Run each `work(conn)` in its own thread and transaction (real commits, no retry), all
+    starting together behind a barrier; returns (results, errors) in finishing order."""
+    import threading
+    barrier, results, errors = threading.Barrier(len(works)), [], []
+
+    def run(work):
+        def start(conn):
+            barrier.wait(timeout=10)
+            return work(conn)
+        try:
+            results.append(run_in_transaction(engine, start, retries=0))
+        except Exception as exc:  # the caller asserts which failed and why
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results, errors

@@ -2,7 +2,6 @@
 (docs/examples/programme.json), stored with their figures, posted as one balanced entry, caps
 used in claim order, withdrawn by reversal; and on PostgreSQL two claims at once on a nearly
 empty fund."""
-import threading
 from datetime import date
 
 import pytest
@@ -12,13 +11,12 @@ from sqlalchemy import func, select, text
 
 from ledger import programs
 from ledger.claims import get_claim, list_claims, open_claim, withdraw_claim
-from ledger.db import run_in_transaction
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.journal import SYSTEM
 from ledger.loans import record_repayment
 from ledger.schema import accounts, cap_usage, entries, institutions, loans, postings
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms,
-                             make_loan, program_parties, tx)
+                             at_the_same_moment, make_loan, program_parties, tx)
 
 DEFAULTED_ON = date(2026, 6, 1)
 
@@ -185,21 +183,9 @@ def test_two_claims_at_once_on_a_nearly_empty_fund_do_not_both_get_the_last_yuan
     # existing rows (a first-ever claim would also be serialised by the rows' unique key).
     earlier = default(w, loan_in(w))
     tx(lambda conn: withdraw_claim(conn, earlier["id"], w["bank"].id, DEFAULTED_ON, SYSTEM))
-    barrier, results, errors = threading.Barrier(2), [], []
-
-    def claim(loan_id):
-        def work(conn):
-            barrier.wait(timeout=10)
-            return open_claim(conn, loan_id, w["bank"].id, DEFAULTED_ON, SYSTEM, overdue_days=93)
-        try:
-            results.append(run_in_transaction(engine, work, retries=0))
-        except Exception as exc:  # pragma: no cover - shown on failure
-            errors.append(exc)
-    threads = [threading.Thread(target=claim, args=(loan_id,)) for loan_id in loan_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = at_the_same_moment(engine, [
+        lambda conn, loan_id=loan_id: open_claim(conn, loan_id, w["bank"].id, DEFAULTED_ON, SYSTEM, overdue_days=93)
+        for loan_id in loan_ids])
     assert errors == [] and len(results) == 2
     pool_fen = sorted(shares(result)[w["pool"]][1] for result in results)
     assert pool_fen == [0, 100]

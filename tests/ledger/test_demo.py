@@ -13,7 +13,8 @@ from ledger import chain, demo, programs
 from ledger.errors import Conflict, Invalid
 from ledger.institutions import list_institutions
 from ledger.loans import outstanding_fen
-from ledger.schema import target_snapshots
+from ledger.claim_books import check_claim_books
+from ledger.schema import claims, recoveries, target_snapshots
 from ledger.schema import (
     accounts,
     borrowers,
@@ -61,6 +62,9 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
             "loans_defaulted": _count(conn, loans, loans.c.status == "defaulted"),
             "claims": _entry_count(conn, "claim_opened"),
             "target_region_years": _count(conn, target_snapshots),
+            "claim_payments": _entry_count(conn, "claim_paid"),
+            "claims_settled": _count(conn, claims, claims.c.status == "settled"),
+            "recoveries": _count(conn, recoveries),
         }
     found = tx(counts)
     assert {key: summary[key] for key in found} == found
@@ -70,6 +74,11 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
     assert found["loans_closed"] > 0 and found["loans_active"] > 0
     assert found["claims"] > 0 and found["claims"] == found["loans_defaulted"]
     assert found["target_region_years"] > 0  # the snapshot /v1/targets answers from
+    # one claim settled (every party in full), one partly paid, a recovery with the pool's part
+    # redirected to the treasury; and the claim records equal the journal
+    assert (found["claim_payments"], found["claims_settled"], found["recoveries"]) == (3, 1, 1)
+    assert summary["claims_partly_paid"] == 1 and summary["recovered_to_treasury"] != "0.00"
+    assert tx(check_claim_books).claims_agree
     assert summary["as_of"] == AS_OF.isoformat() and summary["seconds"] >= 0
 
     # progress: the steps in order, each ending at its total
