@@ -275,6 +275,17 @@ def claim_path(suffix: str = "", json=None, fresh: bool = False):
     return build
 
 
+def reversal_request(w, caller, relation):
+    """A correction of a fresh 1.00 repayment on the book's loan (one per request: an entry is
+    reversed once)."""
+    from ledger.loans import record_repayment
+    from ledger.journal import SYSTEM
+    book = w.books[relation]
+    repaid = factories.tx(lambda conn: record_repayment(conn, book.loan_id, book.bank.id, date(2025, 6, 1),
+                                                        100, 0, SYSTEM))
+    return Request(f"/v1/loans/{book.loan_id}/reversals", {"entry": repaid["entry"], "reason": "posted twice"})
+
+
 # --- the matrix --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -332,6 +343,7 @@ MATRIX = {
     ("GET", "/v1/loans/{loan_id}"): Row(loan_path(), admin=200, bank=OWN_ONLY, parties=OWN_ONLY, regional=IN_REGION),
     ("POST", "/v1/loans/{loan_id}/repayments"): Row(loan_path("/repayments", REPAYMENT), bank=(201, 404, 404)),
     ("POST", "/v1/loans/{loan_id}/fees"): Row(loan_path("/fees", FEE), bank=(201, 404, 404)),
+    ("POST", "/v1/loans/{loan_id}/reversals"): Row(reversal_request, bank=(201, 404, 404)),
     ("GET", "/v1/accounts"): Row(fixed("/v1/accounts"), everyone=200),
     # `other` is a Guangzhou bank's account: outside the district auditor's region.
     ("GET", "/v1/accounts/{account_id}/balance"): Row(account_path, admin=200, bank=OWN_ONLY, parties=OWN_ONLY,

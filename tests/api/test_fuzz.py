@@ -126,6 +126,8 @@ def _aim_claims(bank_id: int, borrower: str, program: str) -> None:
     claim = factories.tx(lambda conn: open_claim(conn, claimed, bank_id, date(2026, 6, 1), SYSTEM,
                                                  overdue_days=93))
     WORLD_PATHS["/v1/loans/{loan_id}/default"] = {"loan_id": to_default}
+    # Corrections (/v1/loans/{loan_id}/reversals) are aimed at the shared loan by `_aim`: a
+    # fuzzed entry id then meets the "not a repayment or fee of this loan" rule, not the 404.
     for path in ("/v1/claims/{claim_id}", "/v1/claims/{claim_id}/withdrawal"):
         WORLD_PATHS[path] = {"claim_id": claim["id"]}
 
