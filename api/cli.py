@@ -397,6 +397,33 @@ def verify(seal: bool, expect) -> None:
         sys.exit(1)
 
 
+@main.group()
+def audit() -> None:
+    """Loss histories for auditors."""
+
+
+@audit.command("losses")
+@click.option("--program", help="Programme code.")
+@click.option("--region", help="6-digit region code of the borrowers (a province or city includes its districts).")
+@click.option("--institution", help="Only this institution's rows (its code).")
+@click.option("--from", "from_", help="First day shown (YYYY-MM-DD).")
+@click.option("--to", help="Last day shown (YYYY-MM-DD).")
+def audit_losses(program, region, institution, from_, to) -> None:
+    """Every loss event (claim shares, the bank's retained part, payments, recoveries,
+    withdrawals) with each party's running net loss, as CSV on stdout, streamed."""
+    from ledger import audit as losses
+    from ledger.dates import parse_date
+    from ledger.identifiers import region_prefix
+    try:
+        wanted = losses.LossFilter(institution, program, region_prefix(region) if region else None,
+                                   parse_date(from_, "from") if from_ else None, parse_date(to, "to") if to else None)
+    except DomainError as error:
+        _fail(error)
+    with _engine().connect() as conn:
+        for line in losses.csv_lines(losses.stream_losses(conn, losses.LossScope(), wanted)):
+            click.echo(line, nl=False)
+
+
 # --- subsidies -------------------------------------------------------------------------------
 
 @main.group()

@@ -164,3 +164,24 @@ def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01").stdout.strip() == "opened 1 claims"
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-02").stdout.strip() == "opened 0 claims"
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "June", check=False).returncode != 0
+
+
+def test_audit_losses_streams_the_loss_history_as_csv(tmp_path):
+    from ledger.db import make_engine
+    from tests import factories
+    ipledger(tmp_path, "db", "upgrade")
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    previous = factories._engine
+    factories.bind(engine)
+    try:
+        bank, program = factories.InstitutionFactory(), factories.ProgramFactory()
+        factories.make_loan(bank.id, factories.BorrowerFactory(bank_id=bank.id).facts.credit_code, program.code)
+    finally:
+        factories.bind(previous)
+        engine.dispose()
+    ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01")
+    lines = ipledger(tmp_path, "audit", "losses", "--program", program.code).stdout.splitlines()
+    assert lines[0].startswith("on,event,institution,role,claim,loan,program,region,amount,loss,net_loss")
+    assert [line.split(",")[1] for line in lines[1:]][-1] == "bank_retained"
+    assert ipledger(tmp_path, "audit", "losses", "--from", "2026-06-02").stdout.splitlines()[1:] == []
+    assert ipledger(tmp_path, "audit", "losses", "--region", "44", check=False).returncode != 0

@@ -364,6 +364,8 @@ MATRIX = {
                                           regional=IN_REGION),
     ("POST", "/v1/claims/{claim_id}/withdrawal"): Row(claim_path("/withdrawal", WITHDRAWAL, fresh=True),
                                                       bank=(201, 404, 404)),
+    # Loss histories: every role reads, scoped to its own rows or region (tests/api/test_losses.py).
+    ("GET", "/v1/audit/losses"): Row(fixed("/v1/audit/losses"), everyone=200),
 }
 
 

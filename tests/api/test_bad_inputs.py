@@ -515,6 +515,15 @@ CASES = [
     Bad("reversal-without-idempotency-key", 400, "Idempotency-Key",
         lambda w: {**reversal()(w), "headers": {"Idempotency-Key": None}}),
     Bad("reversal-by-an-admin", 403, "bank", reversal(), "admin"),
+    # --- loss histories (issue 8 item 6) --------------------------------------------------------
+    Bad("losses-with-a-foreign-cursor", 422, "after", get("/v1/audit/losses?after=aWQ6MTI")),
+    Bad("losses-with-a-garbled-cursor", 422, "after", get("/v1/audit/losses?after=%%%")),
+    Bad("losses-to-before-from", 422, "to", get("/v1/audit/losses?from=2026-02-01&to=2026-01-01")),
+    Bad("losses-from-not-a-day", 422, "from", get("/v1/audit/losses?from=2026-02-30")),
+    Bad("losses-region-short", 422, "region", get("/v1/audit/losses?region=4401")),
+    Bad("losses-institution-bad-code", 422, "institution", get("/v1/audit/losses?institution=no%20such")),
+    Bad("losses-limit-zero", 422, "limit", get("/v1/audit/losses?limit=0")),
+    Bad("losses-limit-too-large", 422, "limit", get("/v1/audit/losses?limit=1001")),
 ]
 
 
