@@ -286,6 +286,26 @@ def reversal_request(w, caller, relation):
     return Request(f"/v1/loans/{book.loan_id}/reversals", {"entry": repaid["entry"], "reason": "posted twice"})
 
 
+_RECONCILIATIONS: dict = {}
+EMPTY_STATEMENT = {"statement_date": "2026-06-30", "lines": []}
+
+
+def reconciliation_path(w, caller, relation):
+    """`own`: a reconciliation of the caller's institution (a party) or of the home insurer;
+    `other`/`out`: one of the other Guangzhou / the Chengdu programme's insurer."""
+    from ledger.institutions import get_institution
+    from ledger.journal import SYSTEM
+    from ledger.reconciliation import Statement, reconcile
+    role = _role(caller)
+    code = (w.institutions[role] if role in GROUPS["parties"] else w.books["own"].parties["insurer"]) \
+        if relation == "own" else w.books[relation].parties["insurer"]
+    key = (id(w), code)
+    if key not in _RECONCILIATIONS:
+        _RECONCILIATIONS[key] = factories.tx(lambda conn: reconcile(
+            conn, get_institution(conn, code).id, Statement(date(2026, 6, 30), ()), SYSTEM))["id"]
+    return Request(f"/v1/reconciliations/{_RECONCILIATIONS[key]}")
+
+
 # --- the matrix --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -366,6 +386,13 @@ MATRIX = {
                                                       bank=(201, 404, 404)),
     # Loss histories: every role reads, scoped to its own rows or region (tests/api/test_losses.py).
     ("GET", "/v1/audit/losses"): Row(fixed("/v1/audit/losses"), everyone=200),
+    # Reconciliation: parties post their statements and read their own; auditors read those of
+    # institutions in their region (the programmes' parties are Guangzhou's, outside the district
+    # auditor's Tianhe), admin all.
+    ("POST", "/v1/reconciliations"): Row(fixed("/v1/reconciliations", EMPTY_STATEMENT), parties=201),
+    ("GET", "/v1/reconciliations"): Row(fixed("/v1/reconciliations"), admin=200, auditor=200, parties=200),
+    ("GET", "/v1/reconciliations/{reconciliation_id}"): Row(reconciliation_path, admin=200, auditor=404,
+                                                            parties=OWN_ONLY),
 }
 
 

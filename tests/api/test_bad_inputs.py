@@ -304,6 +304,16 @@ def reversal(loan_attr="loan_id", **over):
     return make
 
 
+_LINE = {"reference": "R-1", "claim": 1, "amount": "1.00", "paid_on": "2026-06-01"}
+
+
+def statement(statement_date="2026-06-30", lines=None, **line):
+    """A one-line statement with the line's fields overridden (None drops a field), or `lines`."""
+    item = {k: v for k, v in {**_LINE, **line}.items() if v is not None}
+    return post("/v1/reconciliations", {"statement_date": statement_date,
+                                        "lines": [item] if lines is None else lines})
+
+
 def _reversal_on_claimed_loan(w) -> dict:
     from datetime import date
     from ledger.claims import open_claim
@@ -524,6 +534,34 @@ CASES = [
     Bad("losses-institution-bad-code", 422, "institution", get("/v1/audit/losses?institution=no%20such")),
     Bad("losses-limit-zero", 422, "limit", get("/v1/audit/losses?limit=0")),
     Bad("losses-limit-too-large", 422, "limit", get("/v1/audit/losses?limit=1001")),
+    # --- reconciliation (issue 8 item 5) --------------------------------------------------------
+    Bad("statement-without-date", 422, "statement_date", post("/v1/reconciliations", {"lines": []}), "pool"),
+    Bad("statement-in-the-future", 422, "statement_date", statement(statement_date="2999-01-01"), "pool"),
+    Bad("statement-lines-not-a-list", 422, "lines", statement(lines={"reference": "A"}), "pool"),
+    Bad("statement-line-amount-three-decimals", 422, "amount", statement(amount="1.001"), "pool"),
+    Bad("statement-line-amount-float", 422, "amount", statement(amount=1.5), "pool"),
+    Bad("statement-line-amount-zero", 422, "amount", statement(amount="0"), "pool"),
+    Bad("statement-line-claim-as-string", 422, "claim", statement(claim="12"), "pool"),
+    Bad("statement-line-without-reference", 422, "reference", statement(reference=None), "pool"),
+    Bad("statement-line-paid-after-the-statement", 422, "paid_on", statement(paid_on="2026-07-01"), "pool"),
+    Bad("statement-line-unknown-field", 422, "currency", statement(currency="CNY"), "pool"),
+    Bad("statement-too-many-lines", 422, "lines", statement(lines=[_LINE] * 10_001), "pool"),
+    Bad("statement-csv-missing-column", 422, "body",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount\nA,1,1\n", "text/csv"), "pool"),
+    Bad("statement-csv-bad-money", 422, "amount",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\nA,1,1.001,2026-06-01\n",
+            "text/csv"), "pool"),
+    Bad("statement-csv-short-line", 422, "lines[0]",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\nA,1\n", "text/csv"), "pool"),
+    Bad("statement-csv-not-utf8", 422, "body",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\n\xff,1,1,2026-06-01\n".encode("latin-1"),
+            "text/csv"), "pool"),
+    Bad("statement-csv-without-date", 422, "statement_date",
+        raw("/v1/reconciliations", "reference,claim,amount,paid_on\nA,1,1,2026-06-01\n", "text/csv"), "pool"),
+    Bad("statement-as-plain-text", 415, "text/csv", raw("/v1/reconciliations", "A,1,1", "text/plain"), "pool"),
+    Bad("statement-by-a-bank", 403, "insurer", statement()),
+    Bad("reconciliation-that-does-not-exist", 404, "does not exist", get("/v1/reconciliations/987654321"), "pool"),
+    Bad("reconciliations-bad-limit", 422, "limit", get("/v1/reconciliations?limit=0"), "pool"),
 ]
 
 
