@@ -171,9 +171,9 @@ def app_view():
 
 def _register_blueprints(api: Api) -> None:
     from api import (accounts, audit, borrowers, claims, health, institutions, journal, loans, programs,
-                     rates, reconciliations, subsidy_batches, targets)
-    for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, claims,
-                   subsidy_batches, targets, audit, reconciliations):
+                     rates, reconciliations, recoveries, subsidy_batches, targets)
+    for module in (health, institutions, borrowers, rates, programs, loans, recoveries, accounts, journal,
+                   claims, subsidy_batches, targets, audit, reconciliations):
         api.register_blueprint(module.blp)
 
 

@@ -156,6 +156,49 @@ def claims_scan(as_of: str | None) -> None:
     click.echo(f"opened {opened} claims")
 
 
+@claims.command("show")
+@click.argument("claim_id", type=int)
+def claims_show(claim_id: int) -> None:
+    """One claim as an operator reads it: each share owed, paid, outstanding and recovered, the
+    bank's retained loss, the payments and the recoveries with where each part went."""
+    from ledger.claim_payments import payments_of
+    from ledger.claims import get_claim
+    from ledger.recoveries import recoveries_of
+    try:
+        claim, payments, found = run_in_transaction(_engine(), lambda conn: (
+            get_claim(conn, claim_id), payments_of(conn, [claim_id])[claim_id],
+            recoveries_of(conn, [claim_id])[claim_id]))
+    except DomainError as error:
+        _fail(error)
+    for line in claim_lines(claim, payments, found):
+        click.echo(line)
+
+
+def claim_lines(claim: dict, payments: list[dict], found: list[dict]) -> list[str]:
+    from ledger.money import format_yuan as y
+    lines = [f"claim {claim['id']} on loan {claim['loan_id']} ({claim['program']} v{claim['program_version']}, "
+             f"bank {claim['bank']}): {claim['status']}"
+             + (f" since {claim['settled_on']}" if claim.get("settled_on") else ""),
+             f"  loss base {y(claim['loss_base_fen'])}, covered {y(claim['covered_fen'])}"
+             + (f" ({claim['covered_reason']})" if claim["covered_reason"] else "")]
+    for s in claim["shares"]:
+        cut = ", ".join(f"{c['cap']} -{y(c['fen'])}" for c in s["cuts"])
+        lines.append(f"  {s['role']:<10} {s['institution']:<20} owes {y(s['amount_fen']):>16}  paid "
+                     f"{y(s['paid_fen']):>16}  outstanding {y(s['amount_fen'] - s['paid_fen']):>16}  "
+                     f"recovered {y(s['recovered_fen'])}" + (f"  [{cut}]" if cut else ""))
+    lines.append(f"  {'bank':<10} {claim['bank']:<20} bears {y(claim['bank_retained_fen']):>15}  "
+                 f"recovered {y(claim['bank_recovered_fen'])}")
+    for p in payments:
+        lines.append(f"  paid {p['paid_on']} {p['institution']} {y(p['amount_fen'])} ref {p['reference']} "
+                     f"(entry {p['entry_id']})")
+    for r in found:
+        parts = ", ".join(f"{d['institution']} {y(d['amount_fen'])}" + (f" -> {d['to']}" if d["to"] != d["institution"] else "")
+                          for d in r["distribution"])
+        lines.append(f"  recovery {r['received_on']} {r['source']} gross {y(r['gross_fen'])} costs "
+                     f"{y(r['costs_fen'])} net {y(r['net_fen'])}: {parts}")
+    return lines
+
+
 @main.command()
 def scheduler() -> None:
     """Run the scheduled jobs (chain sealing, key purge...) in the foreground."""
@@ -378,22 +421,29 @@ def institutions_list(kind: str | None, region: str | None) -> None:
               help="A head written down earlier (the `anchor` printed here or by GET "
                    "/v1/audit/head): also prove the book still extends it.")
 def verify(seal: bool, expect) -> None:
-    """Prove the books: every entry balanced, the hash chain intact (and, with --expect, still
-    extending a head written down earlier). Prints the head to write down. Exit 1 if not."""
+    """Prove the books: every entry balanced, the hash chain intact, the claim records equal to
+    the journal (and, with --expect, still extending a head written down earlier). Prints the
+    head to write down. Exit 1 if not."""
     from jobs.tasks import seal_chain
     from ledger.chain import verify as verify_books
     engine = _engine()
     if seal:
         seal_chain(engine)
+    from ledger.claim_books import check_claim_books
     with engine.connect() as conn:
         result = verify_books(conn, expect)
-    click.echo(json.dumps(result.as_dict(), indent=2, default=_utc_text))
+        claim_books = check_claim_books(conn)
+    click.echo(json.dumps({**result.as_dict(), "claims_agree": claim_books.claims_agree,
+                           "claim_breaks": claim_books.claim_breaks}, indent=2, default=_utc_text))
     if result.head:
         click.echo(f"head {result.head.anchor} (sealed {_utc_text(result.head.sealed_at)}): write it down; "
                    "`ipledger verify --expect` proves the book still extends it", err=True)
     if result.expect and not result.expect.extends:
         click.echo(f"the book does not extend {expect[0]}:{expect[1]}: {result.expect.reason}", err=True)
-    if not (result.balanced and result.chain_intact) or (result.expect and not result.expect.extends):
+    if not claim_books.claims_agree:
+        click.echo(f"the claim records differ from the journal: {claim_books.claim_breaks[0]}", err=True)
+    if not (result.balanced and result.chain_intact and claim_books.claims_agree) \
+            or (result.expect and not result.expect.extends):
         sys.exit(1)
 
 

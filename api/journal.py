@@ -86,6 +86,16 @@ class ScopeOut(Output):
     postings = fields.Integer(metadata={"description": "their postings"})
 
 
+class ClaimBreakOut(Output):
+    figure = fields.String(metadata={"description": "share_paid_vs_payments, party_paid, party_owed, "
+                                                    "bank_claim_receivable, fund_balance or bank_net_loss"})
+    share = fields.Integer(metadata={"description": "the claim share, for share_paid_vs_payments"})
+    institution = fields.Integer(metadata={"description": "the institution id, for party and bank figures"})
+    program = fields.Integer(metadata={"description": "the programme id, for fund_balance"})
+    records = Money(attribute="records_fen", metadata={"description": "the figure from the claim records"})
+    journal = Money(attribute="journal_fen", metadata={"description": "the figure from the journal"})
+
+
 class VerifyOut(Output):
     """The proof of the whole book: a hash chain can only be proven whole, so `entries`,
     `postings`, `balanced`, the chain and its head are the whole book's for every caller;
@@ -104,6 +114,11 @@ class VerifyOut(Output):
     expect = fields.Nested(ExpectationOut, allow_none=True,
                            metadata={"description": "the answer to `?expect=`; null without it"})
     scope = fields.Nested(ScopeOut, metadata={"description": "the part of the book the caller reads"})
+    claims_agree = fields.Boolean(metadata={
+        "description": "the journal equals the claim records: shares paid, what parties and banks "
+                       "are owed, fund balances and banks' net losses after recoveries"})
+    claim_breaks = fields.List(fields.Nested(ClaimBreakOut), metadata={
+        "description": "the first differences (up to 20); empty when claims_agree"})
 
 
 @blp.route("/journal")

@@ -13,7 +13,12 @@ entry balance on their own (the bank's books balance, the borrower's books balan
 - claims (docs/ACCOUNTING.md): the bank's `claim_receivable` per loan (asset: due from the
   sharing parties), `claimed` per loan (contra-asset: the loss base moved out of the loan) and
   `credit_losses` (expense: the loss it retains); each party's `claim_losses` (expense) and
-  `claims_payable` (liability: shares owed and not yet paid).
+  `claims_payable` (liability: shares owed and not yet paid);
+- claim payments and recoveries (docs/ACCOUNTING.md): the programme fund's `claims_paid`
+  (expense: the pool's shares paid out of the fund) and `recoveries` (income: recoveries
+  returned into the fund); a pool's `claims_met_by_fund` (income: its shares the programme fund
+  paid for it, so its own books balance); any institution's `loss_recoveries` (income: net
+  recoveries it received on a loss).
 """
 from __future__ import annotations
 
@@ -87,6 +92,8 @@ def subsidies_paid(institution_id: int) -> AccountSpec:
 def borrower_subsidy_income(borrower_id: int) -> AccountSpec:
     return AccountSpec(f"borrower:{borrower_id}:subsidy_income", "Subsidies received", "income",
                        "subsidy_income", borrower_id=borrower_id)
+
+
 def claim_receivable(loan_id: int, bank_id: int) -> AccountSpec:
     return AccountSpec(f"loan:{loan_id}:claim_receivable", f"Loan {loan_id} claim receivable",
                        "asset", "claims_receivable", institution_id=bank_id, loan_id=loan_id)
@@ -110,3 +117,24 @@ def claim_losses(institution_id: int) -> AccountSpec:
 def claims_payable(institution_id: int) -> AccountSpec:
     return AccountSpec(f"inst:{institution_id}:claims_payable", "Claim shares payable",
                        "liability", "claims_payable", institution_id=institution_id)
+
+
+def program_claims_paid(program_id: int) -> AccountSpec:
+    return AccountSpec(f"program:{program_id}:claims_paid", "Claim shares paid from the fund",
+                       "expense", "fund_claims_paid", program_id=program_id)
+
+
+def program_recoveries(program_id: int) -> AccountSpec:
+    return AccountSpec(f"program:{program_id}:recoveries", "Recoveries returned to the fund",
+                       "income", "fund_recoveries", program_id=program_id)
+
+
+def claims_met_by_fund(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:claims_met_by_fund",
+                       "Claim shares paid by the programme fund", "income", "claims_met_by_fund",
+                       institution_id=institution_id)
+
+
+def loss_recoveries(institution_id: int) -> AccountSpec:
+    return AccountSpec(f"inst:{institution_id}:loss_recoveries", "Recoveries on losses", "income",
+                       "loss_recoveries", institution_id=institution_id)

@@ -33,11 +33,11 @@ from ledger.errors import Conflict, Invalid, NotFound
 from ledger.journal import (SYSTEM, Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry,
                             reverse_entry)
 from ledger.loans import _lock_loan, balance_on, principal_by_day
-from ledger.money import check_fen
+from ledger.money import check_fen, format_yuan
 from ledger.programs import load_programs
 from ledger.reads import ReadScope
-from ledger.schema import (borrowers, cap_usage, claim_shares, claims, institutions, loans,
-                           programs)
+from ledger.schema import (accounts, borrowers, cap_usage, claim_shares, claims, institutions, loans,
+                           program_versions, programs, recoveries, recovery_shares)
 from ledger.terms import Terms
 
 MAX_OVERDUE_DAYS = 36500
@@ -73,7 +73,7 @@ def open_claim(conn: Connection, loan_id: int, bank_id: int, defaulted_on, actor
         raise Invalid.field("classified_on", f"is before the loan's start date {loan.start_date.isoformat()}")
     if loan.status != "active":
         raise Conflict(f"loan {loan_id} is {loan.status}; only an active loan defaults")
-    terms = _bound_terms(conn, loan)
+    terms = bound_terms(conn, loan)
     if facts.overdue_days < terms.trigger_overdue_days:
         raise Conflict(f"{facts.overdue_days} days overdue is below the programme's trigger of "
                        f"{terms.trigger_overdue_days} days")
@@ -89,7 +89,9 @@ def open_claim(conn: Connection, loan_id: int, bank_id: int, defaulted_on, actor
     before = _borrower_year_before(conn, loan, credit_code)
     loan_facts = sharing.LoanFacts(loan.principal_fen, base,
                                    Decimal(loan.ip_share) if loan.ip_share else None, before)
+    paid = _paid_by_party(conn, loan.program_id) if fund_fen else {}
     used = [_caps_used(party, parties[party.institution], usage, keys, fund_fen,
+                       paid.get(parties[party.institution], 0),
                        _portfolio_weight(conn, loan, terms, party, facts.classified_on))
             for party in terms.parties]
     split = sharing.split_claim(terms, loan_facts, used)
@@ -102,7 +104,7 @@ def open_claim(conn: Connection, loan_id: int, bank_id: int, defaulted_on, actor
     return get_claim(conn, claim_id)
 
 
-def _bound_terms(conn: Connection, loan) -> Terms:
+def bound_terms(conn: Connection, loan) -> Terms:
     code = conn.execute(select(programs.c.code).where(programs.c.id == loan.program_id)).scalar_one()
     program = load_programs(conn, [code])[code]
     return next(v.terms for v in program.versions if v.id == loan.program_version_id)
@@ -170,10 +172,23 @@ def _add_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[str
 
 
 def _fund_balance(conn: Connection, program_id: int, terms: Terms) -> int:
+    """The fund's balance, its account locked first: a payment from the fund (which takes the
+    same lock, ledger/claim_payments.py) cannot land between this read and the paid figures."""
     if not any(party.caps.fund_balance for party in terms.parties):
         return 0
     spec = chart.program_fund(program_id)
-    return balance_fen(conn, ensure_accounts(conn, [spec])[spec.code])
+    fund_id = ensure_accounts(conn, [spec])[spec.code]
+    conn.execute(select(accounts.c.id).where(accounts.c.id == fund_id).with_for_update())
+    return balance_fen(conn, fund_id)
+
+
+def _paid_by_party(conn: Connection, program_id: int) -> dict[int, int]:
+    """What each party has paid on the programme's live claims (withdrawn ones paid nothing)."""
+    rows = conn.execute(select(claim_shares.c.institution_id, func.sum(claim_shares.c.paid_fen))
+                        .join(claims, claims.c.id == claim_shares.c.claim_id)
+                        .where(claims.c.program_id == program_id, claims.c.status != "withdrawn")
+                        .group_by(claim_shares.c.institution_id))
+    return {institution_id: int(fen) for institution_id, fen in rows}
 
 
 def _borrower_year_before(conn: Connection, loan, credit_code: str) -> int:
@@ -211,14 +226,15 @@ def _portfolio_weight(conn: Connection, loan, terms: Terms, party, day: date) ->
     return weight
 
 
-def _caps_used(party, party_id: int, usage, keys, fund_fen: int, weight: Fraction) -> sharing.CapsUsed:
+def _caps_used(party, party_id: int, usage, keys, fund_fen: int, paid_fen: int,
+               weight: Fraction) -> sharing.CapsUsed:
     by_scope = {scope: usage[(party_id, scope, key)] for scope, key in keys[party_id]}
     return sharing.CapsUsed(
         borrower_year_fen=by_scope["borrower_year"], bank_year_fen=by_scope["bank_year"],
         program_year_fen=by_scope["program_year"], portfolio_owed_fen=by_scope["all"],
         portfolio_weighted_principal=weight, fund_balance_fen=fund_fen,
-        # Nothing is paid yet in this issue's scope, so all a party owes is owed and unpaid.
-        fund_owed_unpaid_fen=by_scope["all"])
+        # What the party owes on live claims less what it paid on them (the fund paid that).
+        fund_owed_unpaid_fen=by_scope["all"] - paid_fen)
 
 
 def _post_claim(conn: Connection, loan, split: sharing.ClaimSplit, parties: dict[str, int],
@@ -305,9 +321,8 @@ def scan_overdue(engine: Engine, as_of: date | None = None) -> int:
 
 def withdraw_claim(conn: Connection, claim_id: int, bank_id: int, withdrawn_on, actor: Actor,
                    today: date | None = None) -> dict:
-    """The bank takes back a claim nothing was paid on: the reversal of its entry, its caps freed
-    for later claims, the loan active again. (Payments are not recorded yet, so every open claim
-    has nothing paid; the payments work must refuse withdrawal once one exists.)"""
+    """The bank takes back a claim nothing was paid or recovered on: the reversal of its entry,
+    its caps freed for later claims, the loan active again."""
     withdrawn_on = parse_date(withdrawn_on, "withdrawn_on")
     head = conn.execute(select(claims.c.loan_id).where(claims.c.id == claim_id,
                                                        claims.c.bank_id == bank_id)).first()
@@ -322,6 +337,7 @@ def withdraw_claim(conn: Connection, claim_id: int, bank_id: int, withdrawn_on, 
     if withdrawn_on < claim.classified_on:
         raise Invalid.field("withdrawn_on", f"is before the claim's date {claim.classified_on.isoformat()}")
     shares = conn.execute(select(claim_shares).where(claim_shares.c.claim_id == claim_id)).all()
+    _refuse_if_moved(conn, claim_id, shares)
     credit_code = _credit_code(conn, claim.borrower_id)
     keys = {s.institution_id: _usage_keys(credit_code, claim.bank_id, claim.claim_year) for s in shares}
     _lock_usage(conn, claim.program_id, keys)
@@ -332,6 +348,17 @@ def withdraw_claim(conn: Connection, claim_id: int, bank_id: int, withdrawn_on, 
     # It had principal outstanding when it defaulted and nothing moved since: active again.
     conn.execute(update(loans).where(loans.c.id == loan.id).values(status="active"))
     return get_claim(conn, claim_id)
+
+
+def _refuse_if_moved(conn: Connection, claim_id: int, shares) -> None:
+    """A claim is withdrawn only while nothing was paid or recovered on it: a withdrawal
+    reverses the claim's entry alone, and money that moved stays moved."""
+    paid_fen = sum(share.paid_fen for share in shares)
+    if paid_fen:
+        raise Conflict(f"claim {claim_id} has {format_yuan(paid_fen)} paid on it; a claim is "
+                       "withdrawn only while nothing is paid")
+    if conn.execute(select(recoveries.c.id).where(recoveries.c.claim_id == claim_id)).first():
+        raise Conflict(f"claim {claim_id} has recoveries recorded; it can no longer be withdrawn")
 
 
 # --- reads ---------------------------------------------------------------------------------
@@ -387,16 +414,33 @@ def _with_shares(conn: Connection, rows: list[dict]) -> list[dict]:
         share["capped_by"] = [cut["cap"] for cut in cuts]
         by_claim[share["claim_id"]].append(share)
     names = _names(conn, rows)
+    recovered = _recovered(conn, list(by_claim))
     for row in rows:
         row.update(names[row["id"]])
         row["shares"] = by_claim[row["id"]]
+        back = recovered.get(row["id"], {})
+        for share in row["shares"]:
+            share["recovered_fen"] = back.get(share["position"], 0)
+        row["bank_recovered_fen"] = back.get(len(row["shares"]), 0)  # the bank's place: last
+        row["recovered_fen"] = sum(back.values())
         assert sum(s["amount_fen"] for s in row["shares"]) + row["bank_retained_fen"] == row["loss_base_fen"]
     return rows
 
 
+def _recovered(conn: Connection, claim_ids: list[int]) -> dict[int, dict[int, int]]:
+    """Net recovery returned so far, per claim and bearer position (terms order, the bank last)."""
+    found: dict[int, dict[int, int]] = {}
+    for claim_id, position, fen in conn.execute(
+            select(recoveries.c.claim_id, recovery_shares.c.position, func.sum(recovery_shares.c.amount_fen))
+            .join(recoveries, recoveries.c.id == recovery_shares.c.recovery_id)
+            .where(recoveries.c.claim_id.in_(claim_ids))
+            .group_by(recoveries.c.claim_id, recovery_shares.c.position)):
+        found.setdefault(claim_id, {})[position] = int(fen)
+    return found
+
+
 def _names(conn: Connection, rows: list[dict]) -> dict[int, dict]:
     """The codes a reader knows a claim by: programme, its version number, the bank."""
-    from ledger.schema import program_versions
     query = (select(claims.c.id, programs.c.code.label("program"),
                     program_versions.c.version.label("program_version"),
                     institutions.c.code.label("bank"))

@@ -5,12 +5,13 @@ applied here as SQL, so a page of results never leaks rows and never needs filte
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 
 from sqlalchemy import Connection, case, exists, func, or_, select, true
 
 from ledger import chain
+from ledger.claim_books import check_claim_books
 from ledger.errors import NotFound
 from ledger.journal import balance_fen, normal_balance_fen
 from ledger.schema import (accounts, borrowers, entries, institutions, loans, postings,
@@ -135,6 +136,7 @@ def verify_for(conn: Connection, scope: ReadScope, expect: tuple[int, str] | Non
     whoever asks) and, under `scope`, what this reader's `/v1/journal` holds: its entries and
     their postings."""
     proof = chain.verify(conn, expect).as_dict()
+    proof.update(asdict(check_claim_books(conn)))  # the journal equals the claim records
     if scope == EVERYTHING:
         proof["scope"] = {"entries": proof["entries"], "postings": proof["postings"]}
         return proof

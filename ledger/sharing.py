@@ -274,24 +274,46 @@ def split_claim(terms: Terms, loan: LoanFacts,
 def split_recovery(net_recovery_fen: int, borne: Sequence[tuple[str, int]],
                    returned_before: Sequence[int] | None = None,
                    redirects: dict[str, str] | None = None) -> tuple[list[RecoveryPart], int]:
-    """Return a net recovery to those who bore the loss, pro rata to what each still has unreturned.
+    """Return a net recovery to those who bore the loss, in proportion to what each bore.
 
-    `borne` lists (party, fen borne) with the bank's retained loss included. Weights are what each
-    still has not got back, which is what each bore until the first recovery and stays pro rata
-    to it up to a fen; so no part exceeds a party's unreturned loss (largest remainder never
-    lifts a part above its weight when the total is at most the weights' sum). Returns the parts
-    and the surplus over the whole loss (for the borrower; not the bearers').
+    `borne` lists (party, fen borne) in terms order with the bank's retained loss last;
+    `returned_before` what earlier recoveries of the claim gave each. The cumulative net (this
+    one plus the earlier ones) is split by largest remainder on what each bore (ties to the
+    party listed first, the bank last, as for shares) and this recovery's part is that target
+    less what the party already got back: so rounding never drifts over several recoveries and
+    no party ever gets back more than it bore. Returns the parts and the surplus beyond the
+    whole loss (not a loss recovery: the caller refuses it or hands it to the borrower).
     """
     assert net_recovery_fen >= 0
     before = list(returned_before) if returned_before is not None else [0] * len(borne)
-    remaining = [fen - back for (_, fen), back in zip(borne, before)]
-    assert all(fen >= 0 for fen in remaining), "a party got back more than it bore"
+    assert all(0 <= back <= fen for (_, fen), back in zip(borne, before)), \
+        "a party got back more than it bore"
+    total_fen = sum(fen for _, fen in borne)
+    cumulative_fen = min(sum(before) + net_recovery_fen, total_fen)
+    target = allocate(cumulative_fen, [fen for _, fen in borne]) if cumulative_fen else [0] * len(borne)
+    parts = _without_clawback([want - back for want, back in zip(target, before)])
     redirects = redirects or {}
-    to_return = min(net_recovery_fen, sum(remaining))
-    parts = allocate(to_return, remaining) if to_return else [0] * len(borne)
     result = [RecoveryPart(party, redirects.get(party, party), fen)
               for (party, _), fen in zip(borne, parts)]
-    return result, net_recovery_fen - to_return
+    returned_fen = sum(parts)
+    assert returned_fen == cumulative_fen - sum(before)
+    assert all(back + fen <= borne_fen for (_, borne_fen), back, fen in zip(borne, before, parts))
+    return result, net_recovery_fen - returned_fen
+
+
+def _without_clawback(parts: list[int]) -> list[int]:
+    """Largest remainder is not monotone in the total (the Alabama paradox): a party that won a
+    rounding fen on an earlier, smaller cumulative total can be a fen above its new target. A
+    recovery never takes money back, so such a part is 0 and the fen it is short come off the
+    largest other parts (a tie: the party listed last gives first, the bank before any party)."""
+    short_fen = -sum(fen for fen in parts if fen < 0)
+    parts = [max(fen, 0) for fen in parts]
+    while short_fen:
+        giver = max(range(len(parts)), key=lambda i: (parts[i], i))
+        assert parts[giver] > 0, "the other parts cover what the clamped ones are short"
+        parts[giver] -= 1
+        short_fen -= 1
+    return parts
 
 
 def recovery_redirects(terms: Terms) -> dict[str, str]:

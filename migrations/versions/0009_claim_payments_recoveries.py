@@ -9,7 +9,9 @@
 - `recovery_shares`: the net recovery returned to each party that bore the loss (the bank
   included), and to whom it went (`to_institution_id`, the treasury under `recoveries_to`).
 - PostgreSQL: `recoveries_split_sums` (deferred constraint trigger) refuses at COMMIT a recovery
-  whose returned parts differ from its net. Listed in docs/DATABASE_RULES.md.
+  whose returned parts differ from its net; `postings_fund_not_negative` (statement trigger)
+  refuses postings that take a programme fund's balance below zero, locking the fund account
+  first so two payments at once cannot both spend its last yuan. Listed in docs/DATABASE_RULES.md.
 
 Revision ID: 0009
 Revises: 0008
@@ -36,6 +38,34 @@ BEGIN
 END $$;
 CREATE CONSTRAINT TRIGGER recoveries_split_sums AFTER INSERT ON recoveries
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ipledger_check_recovery_split();
+"""
+
+# The fund (accounts.purpose 'fund_balance') never goes negative. One check per INSERT or COPY
+# statement, over its new credits to a fund only (a debit cannot lower it), so other postings
+# pay one join on the transition table. The fund account row is locked (FOR UPDATE: no UPDATE
+# happens, so the immutability trigger is not involved) before the balance is summed: under
+# READ COMMITTED the SUM then sees every payment committed before ours, so of two concurrent
+# payments the second sees the first (SERIALIZABLE transactions are kept apart by SSI).
+FUND_NOT_NEGATIVE = """
+CREATE FUNCTION ipledger_check_fund_not_negative() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE fund_id bigint; balance bigint;
+BEGIN
+  FOR fund_id IN
+    SELECT DISTINCT a.id FROM new_postings n JOIN accounts a ON a.id = n.account_id
+     WHERE n.amount_fen < 0 AND a.purpose = 'fund_balance' ORDER BY a.id
+  LOOP
+    PERFORM 1 FROM accounts WHERE id = fund_id FOR UPDATE;
+    SELECT COALESCE(SUM(amount_fen), 0) INTO balance FROM postings WHERE account_id = fund_id;
+    IF balance < 0 THEN
+      RAISE EXCEPTION 'ipledger: the fund account % would go negative (balance % fen): a fund pays only what it holds',
+        fund_id, balance USING ERRCODE = 'check_violation';
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER postings_fund_not_negative AFTER INSERT ON postings
+  REFERENCING NEW TABLE AS new_postings FOR EACH STATEMENT
+  EXECUTE FUNCTION ipledger_check_fund_not_negative();
 """
 
 BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -115,10 +145,13 @@ def upgrade() -> None:
     op.create_index("ix_recovery_shares_institution_id", "recovery_shares", ["institution_id"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(SPLIT_SUMS)
+        op.execute(FUND_NOT_NEGATIVE)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS postings_fund_not_negative ON postings")
+        op.execute("DROP FUNCTION IF EXISTS ipledger_check_fund_not_negative()")
         op.execute("DROP TRIGGER IF EXISTS recoveries_split_sums ON recoveries")
         op.execute("DROP FUNCTION IF EXISTS ipledger_check_recovery_split()")
     op.drop_table("recovery_shares")

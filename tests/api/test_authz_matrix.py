@@ -306,6 +306,49 @@ def reconciliation_path(w, caller, relation):
     return Request(f"/v1/reconciliations/{_RECONCILIATIONS[key]}")
 
 
+PAYMENT = {"amount": "1.00", "paid_on": "2026-06-10"}
+RECOVERY = {"received_on": "2026-09-01", "gross": "1.00", "costs": "0.00", "source": "borrower"}
+
+
+def _payable_claim(book, caller: str) -> int:
+    """A fresh claim the calling party can pay 1.00 on: the pays-first insurer has paid in full
+    (unless it is the caller), and a pool's fund-capped share has a fund behind it."""
+    from ledger import programs
+    from ledger.claim_payments import pay_claim
+    from ledger.claims import get_claim
+    from ledger.journal import SYSTEM
+    if caller == "pool":
+        pool_id = factories.tx(lambda conn: _institution_id(conn, book.parties["pool"]))
+        factories.tx(lambda conn: programs.contribute(conn, book.program.code, pool_id, 10_00,
+                                                      date(2026, 5, 1), SYSTEM))
+    from ledger.claims import open_claim
+    # A borrower of its own: the home borrower's many loans used up its coverage for the year.
+    borrower = BorrowerFactory(bank_id=book.bank.id, region=HOME_DISTRICT).facts.credit_code
+    loan_id = make_loan(book.bank.id, borrower, book.program.code)
+    claim = factories.tx(lambda conn: open_claim(conn, loan_id, book.bank.id, date(2026, 6, 1), SYSTEM,
+                                                 overdue_days=93))
+    first = next(s for s in claim["shares"] if s["pays_first"])
+    if caller != "insurer":
+        factories.tx(lambda conn: pay_claim(conn, claim["id"], first["institution_id"], first["amount_fen"],
+                                            date(2026, 6, 5), unique("first"), SYSTEM))
+    return claim["id"]
+
+
+def payment_request(w, caller, relation):
+    if relation == "own" and caller in GROUPS["parties"]:
+        claim_id = _payable_claim(w.books["own"], caller)
+    else:
+        claim_id = _claim_of(w, relation)
+    return Request(f"/v1/claims/{claim_id}/payments", {**PAYMENT, "reference": unique("matrix")})
+
+
+def recovery_request(w, caller, relation):
+    from ledger.claims import get_claim
+    claim_id = _claim_of(w, relation)
+    loan_id = factories.tx(lambda conn: get_claim(conn, claim_id))["loan_id"]
+    return Request(f"/v1/loans/{loan_id}/recoveries", RECOVERY)
+
+
 # --- the matrix --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -332,6 +375,7 @@ class Row:
 
 OPEN = {"unauthenticated": 200, "everyone": 200}  # no key needed
 OWN_ONLY = (200, 404, 404)
+OWN_ONLY_201 = (201, 404, 404)
 IN_REGION = (200, 200, 404)
 
 MATRIX = {
@@ -393,6 +437,9 @@ MATRIX = {
     ("GET", "/v1/reconciliations"): Row(fixed("/v1/reconciliations"), admin=200, auditor=200, parties=200),
     ("GET", "/v1/reconciliations/{reconciliation_id}"): Row(reconciliation_path, admin=200, auditor=404,
                                                             parties=OWN_ONLY),
+    # Banks, bureaus, auditors and admins never pay (403); a party pays on its own claims only.
+    ("POST", "/v1/claims/{claim_id}/payments"): Row(payment_request, parties=OWN_ONLY_201),
+    ("POST", "/v1/loans/{loan_id}/recoveries"): Row(recovery_request, bank=(201, 404, 404)),
 }
 
 

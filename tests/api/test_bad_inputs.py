@@ -77,7 +77,8 @@ def _world(client) -> World:
     keys = {"admin": make_key("admin"), "bank": make_key("bank", bank.code),
             "pool": make_key("pool", pool), "other_pool": make_key("pool", InstitutionFactory(kind="pool").code),
             "fiscal": make_key("fiscal", InstitutionFactory(kind="fiscal", region="440100").code),
-            "away_fiscal": make_key("fiscal", InstitutionFactory(kind="fiscal", region="510000").code)}
+            "away_fiscal": make_key("fiscal", InstitutionFactory(kind="fiscal", region="510000").code),
+            "insurer": make_key("insurer", program.versions[0].terms.parties[0].institution)}
     headers = {"Authorization": f"Bearer {keys['bank']}"}
     used_key, used_body = unique("used"), loan_body(borrower, program.code)
     assert client.post("/v1/loans", json=used_body, headers={**headers, "Idempotency-Key": used_key}).status_code == 201
@@ -630,6 +631,98 @@ SUBSIDY_CASES = [
     Bad("subsidy-lines-bad-limit", 422, "limit", get("/v1/subsidy-batches/987654321/lines?limit=0"), "fiscal"),
 ]
 CASES += SUBSIDY_CASES
+
+
+# --- claim payments and recoveries (issue 8) ---------------------------------------------------
+
+def _claim(w, state="open"):
+    """A claim of the world's bank on a loan of a borrower of its own (fresh coverage), cached
+    per state: `open`, `withdrawn`, or `paid` (the insurer paid 1.00 with reference REF-USED)."""
+    if state not in w.extra:
+        from datetime import date
+
+        from ledger.claim_payments import pay_claim
+        from ledger.claims import open_claim, withdraw_claim
+        from ledger import programs
+        pool = w.program.versions[0].terms.parties[1].institution
+        pool_id = factories.tx(lambda conn: conn.execute(select(schema.institutions.c.id).where(
+            schema.institutions.c.code == pool)).scalar_one())
+        # A fund behind the pool's share, so that the pool owes (and must wait for the insurer).
+        factories.tx(lambda conn: programs.contribute(conn, w.program.code, pool_id, 100_00, date(2026, 5, 1), SYSTEM))
+        borrower = BorrowerFactory(bank_id=w.bank.id, region="440106").facts.credit_code
+        loan_id = make_loan(w.bank.id, borrower, w.program.code)
+        claim = factories.tx(lambda conn: open_claim(conn, loan_id, w.bank.id, date(2026, 6, 1), SYSTEM,
+                                                     overdue_days=93))
+        if state == "withdrawn":
+            factories.tx(lambda conn: withdraw_claim(conn, claim["id"], w.bank.id, date(2026, 6, 2), SYSTEM))
+        if state == "paid":
+            insurer = claim["shares"][0]["institution_id"]
+            w.extra["used_reference"] = unique("REF-USED")
+            factories.tx(lambda conn: pay_claim(conn, claim["id"], insurer, 100, date(2026, 6, 5),
+                                                w.extra["used_reference"], SYSTEM))
+        w.extra[state] = claim
+    return w.extra[state]
+
+
+def payment(state="open", **over):
+    def make(w):
+        body = {"amount": "1.00", "paid_on": "2026-06-10", "reference": unique("ref"), **over}
+        if over.get("reference") == "USED":
+            body["reference"] = (_claim(w, "paid"), w.extra["used_reference"])[1]
+        body = {key: value for key, value in body.items() if value is not None}
+        return {"method": "POST", "path": f"/v1/claims/{_claim(w, state)['id']}/payments", "json": body}
+    return make
+
+
+def recovery(state="open", loan=None, **over):
+    def make(w):
+        body = {"received_on": "2026-09-01", "gross": "100.00", "costs": "10.00", "source": "auction", **over}
+        body = {key: value for key, value in body.items() if value is not None}
+        loan_id = getattr(w, loan) if loan else _claim(w, state)["loan_id"]
+        return {"method": "POST", "path": f"/v1/loans/{loan_id}/recoveries", "json": body}
+    return make
+
+
+PAYMENT_CASES = [
+    Bad("payment-without-amount", 422, "amount", payment(amount=None), "insurer"),
+    Bad("payment-amount-as-float", 422, "amount", payment(amount=1.5), "insurer"),
+    Bad("payment-amount-zero", 422, "amount", payment(amount="0.00"), "insurer"),
+    Bad("payment-amount-negative", 422, "amount", payment(amount="-1.00"), "insurer"),
+    Bad("payment-amount-three-decimals", 422, "amount", payment(amount="1.001"), "insurer"),
+    Bad("payment-more-than-outstanding", 422, "amount", payment(amount="1000000.01"), "insurer"),
+    Bad("payment-without-reference", 422, "reference", payment(reference=None), "insurer"),
+    Bad("payment-reference-too-long", 422, "reference", payment(reference="R" * 121), "insurer"),
+    Bad("payment-date-malformed", 422, "paid_on", payment(paid_on="10/06/2026"), "insurer"),
+    Bad("payment-before-the-claim", 422, "paid_on", payment(paid_on="2026-05-01"), "insurer"),
+    Bad("payment-in-the-future", 422, "paid_on", payment(paid_on="2999-01-01"), "insurer"),
+    Bad("payment-unknown-field", 422, "payer", payment(payer="me"), "insurer"),
+    Bad("payment-before-the-pays-first-party", 409, "pays-first", payment(), "pool"),
+    Bad("payment-reference-used", 409, "already used", payment(reference="USED"), "insurer"),
+    Bad("payment-on-a-withdrawn-claim", 409, "withdrawn", payment("withdrawn"), "insurer"),
+    Bad("payment-on-an-unknown-claim", 404, "does not exist",
+        post("/v1/claims/987654321/payments", {"amount": "1.00", "paid_on": "2026-06-10", "reference": "R"}),
+        "insurer"),
+    Bad("payment-by-a-party-not-on-the-claim", 404, "does not exist", payment(), "other_pool"),
+    Bad("payment-by-a-bank", 403, "insurer", payment()),
+    Bad("payment-by-a-fiscal-bureau", 403, "insurer", payment(), "fiscal"),
+    Bad("recovery-without-idempotency-key", 400, "Idempotency-Key",
+        lambda w: {**recovery()(w), "headers": {"Idempotency-Key": None}}),
+    Bad("recovery-costs-above-gross", 422, "costs", recovery(costs="100.01")),
+    Bad("recovery-beyond-the-loss", 422, "gross", recovery(gross="99999999.00")),
+    Bad("recovery-unknown-source", 422, "source", recovery(source="lottery")),
+    Bad("recovery-without-source", 422, "source", recovery(source=None)),
+    Bad("recovery-gross-negative", 422, "gross", recovery(gross="-1.00")),
+    Bad("recovery-gross-as-float", 422, "gross", recovery(gross=100.5)),
+    Bad("recovery-without-date", 422, "received_on", recovery(received_on=None)),
+    Bad("recovery-in-the-future", 422, "received_on", recovery(received_on="2999-01-01")),
+    Bad("recovery-before-the-claim", 422, "received_on", recovery(received_on="2026-05-01")),
+    Bad("recovery-unknown-field", 422, "buyer", recovery(buyer="someone")),
+    Bad("recovery-without-a-live-claim", 409, "no live claim", recovery("withdrawn")),
+    Bad("recovery-on-a-loan-never-claimed", 409, "no live claim", recovery(loan="loan_id")),
+    Bad("recovery-of-another-banks-loan", 404, "does not exist", recovery(loan="other_loan_id")),
+    Bad("recovery-by-a-pool", 403, "bank", recovery(), "pool"),
+]
+CASES += PAYMENT_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -118,7 +118,8 @@ def _aim(app, program: str, bank: str, borrower: str, loan_id: int) -> None:
 
 def _aim_claims(bank_id: int, borrower: str, program: str) -> None:
     """Claims (issue 8): defaults go to a loan of their own (a default that succeeds must not
-    turn the shared loan's repayments into 409s), claim paths to a real open claim."""
+    turn the shared loan's repayments into 409s), claim paths (payments included) to a real
+    open claim, recoveries to that claim's loan."""
     from datetime import date
 
     from ledger.claims import open_claim
@@ -129,8 +130,10 @@ def _aim_claims(bank_id: int, borrower: str, program: str) -> None:
     WORLD_PATHS["/v1/loans/{loan_id}/default"] = {"loan_id": to_default}
     # Corrections (/v1/loans/{loan_id}/reversals) are aimed at the shared loan by `_aim`: a
     # fuzzed entry id then meets the "not a repayment or fee of this loan" rule, not the 404.
-    for path in ("/v1/claims/{claim_id}", "/v1/claims/{claim_id}/withdrawal"):
+    for path in ("/v1/claims/{claim_id}", "/v1/claims/{claim_id}/withdrawal", "/v1/claims/{claim_id}/payments"):
         WORLD_PATHS[path] = {"claim_id": claim["id"]}
+    # Recoveries need the loan with the live claim (the shared loan has none: all 409s).
+    WORLD_PATHS["/v1/loans/{loan_id}/recoveries"] = {"loan_id": claimed}
 
 
 @schema.parametrize()

@@ -6,7 +6,7 @@ The book: the example terms (docs/examples/programme.json), a fund of 1,500,000.
 pool 1,500,000.00, the bank retains 2,500,000.00. The insurer pays in full, the pool half; a
 recovery of 1,000,000.00 comes back in proportion (insurer 200,000.00, pool 300,000.00 sent to
 the treasury, bank 500,000.00). A second loan's claim is opened and withdrawn.
-Payments and recoveries are written by `tests.claim_records` until the payments work lands.
+Payments and recoveries are recorded by `ledger.claim_payments` and `ledger.recoveries`.
 """
 import csv
 import io
@@ -17,9 +17,10 @@ import pytest
 from ledger import programs
 from ledger.claims import open_claim, withdraw_claim
 from ledger.journal import SYSTEM
-from tests import claim_records
+from ledger.claim_payments import pay_claim
+from ledger.recoveries import record_recovery
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, auth,
-                             make_loan, program_parties, tx)
+                             make_loan, program_parties, tx, unique)
 from tests.ledger.test_claims_db import _institution_id
 
 ON = date(2026, 6, 1)
@@ -38,9 +39,11 @@ def book(engine):
     tx(lambda conn: programs.contribute(conn, program.code, ids["pool"], 150_000_000, date(2025, 1, 2), SYSTEM))
     loan_id, second = (make_loan(bank.id, borrower.facts.credit_code, program.code) for _ in range(2))
     claim = tx(lambda conn: open_claim(conn, loan_id, bank.id, ON, SYSTEM, overdue_days=93))
-    claim_records.pay(claim["id"], ids["insurer"], 100_000_000, date(2026, 6, 10), "INS-1")
-    claim_records.pay(claim["id"], ids["pool"], 75_000_000, date(2026, 6, 15), "POOL-1")
-    claim_records.recover(claim["id"], 100_000_000, date(2026, 9, 1), redirect={ids["pool"]: ids["treasury"]})
+    for payer, fen, on in ((ids["insurer"], 100_000_000, date(2026, 6, 10)), (ids["pool"], 75_000_000, date(2026, 6, 15))):
+        tx(lambda conn: pay_claim(conn, claim["id"], payer, fen, on, unique("PAY"), SYSTEM))
+    # The terms send the pool's part to the treasury (recoveries_to).
+    tx(lambda conn: record_recovery(conn, loan_id, bank.id, date(2026, 9, 1), 100_000_000, 0, "auction",
+                                    unique("REC"), SYSTEM))
     withdrawn = tx(lambda conn: open_claim(conn, second, bank.id, date(2026, 7, 1), SYSTEM, overdue_days=93))
     tx(lambda conn: withdraw_claim(conn, withdrawn["id"], bank.id, date(2026, 7, 2), SYSTEM))
     return {"program": program.code, "bank": bank.code, "claim": claim["id"], "withdrawn": withdrawn,

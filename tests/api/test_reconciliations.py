@@ -4,8 +4,7 @@ stored, and read back (JSON and CSV) by the party, the region's auditors and adm
 
 The book: the example claim (insurer owes 1,000,000.00). The insurer's ledger payments:
 INS-1 300,000.00 and INS-2 300,000.00 in June, 100,000.00 with no reference, INS-3 100,000.00
-on 2026-07-15 (after the statement date 2026-06-30). Payments are written by
-`tests.claim_records` until the payments work lands.
+on 2026-07-15 (after the statement date 2026-06-30), recorded by `ledger.claim_payments`.
 """
 import csv
 import io
@@ -19,7 +18,8 @@ from ledger import programs
 from ledger.claims import open_claim
 from ledger.journal import SYSTEM
 from ledger.schema import reconciliation_lines, reconciliations
-from tests import claim_records
+from ledger.claim_payments import pay_claim
+from ledger.recoveries import record_recovery
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, auth,
                              make_loan, program_parties, tx, unique)
 from tests.ledger.test_claims_db import _institution_id
@@ -39,10 +39,12 @@ def book(engine):
     loan_id = make_loan(bank.id, borrower.facts.credit_code, program.code)
     claim = tx(lambda conn: open_claim(conn, loan_id, bank.id, date(2026, 6, 1), SYSTEM, overdue_days=93))["id"]
     refs = {ref: unique(ref) for ref in ("INS-1", "INS-2", "INS-3", "INS-9")}
-    paid = {"INS-1": claim_records.pay(claim, insurer, 30_000_000, date(2026, 6, 10), refs["INS-1"]),
-            "INS-2": claim_records.pay(claim, insurer, 30_000_000, date(2026, 6, 20), refs["INS-2"]),
-            "none": claim_records.pay(claim, insurer, 10_000_000, date(2026, 6, 25)),
-            "INS-3": claim_records.pay(claim, insurer, 10_000_000, date(2026, 7, 15), refs["INS-3"])}
+    def pay(fen, on, reference):
+        return tx(lambda conn: pay_claim(conn, claim, insurer, fen, on, reference, SYSTEM))["id"]
+    paid = {"INS-1": pay(30_000_000, date(2026, 6, 10), refs["INS-1"]),
+            "INS-2": pay(30_000_000, date(2026, 6, 20), refs["INS-2"]),
+            "none": pay(10_000_000, date(2026, 6, 25), None),
+            "INS-3": pay(10_000_000, date(2026, 7, 15), refs["INS-3"])}
     return {"claim": claim, "refs": refs, "paid": paid, "insurer": parties["insurer"],
             "headers": auth("insurer", parties["insurer"])}
 

@@ -358,3 +358,43 @@ def test_numpy_arrays_get_the_same_fen_as_ints(rows):
                                                     for x, y in zip(a, b)]
     assert sharing.ip_part_fen(small, num, den).tolist() == [
         sharing.ip_part_fen(int(x), int(n), int(d)) for x, n, d in zip(small, num, den)]
+
+
+# Recoveries over time: the cumulative net is split, earlier returns subtracted (DOMAIN.md 4)
+
+
+def test_several_recoveries_split_the_cumulative_net_so_rounding_never_drifts():
+    borne = [("A", 1), ("B", 1), (sharing.BANK, 1)]
+    returned = [0, 0, 0]
+    for _ in range(2):  # two recoveries of 1 fen each: A, then B (never A twice)
+        parts, _ = split_recovery(1, borne, returned)
+        returned = [r + p.fen for r, p in zip(returned, parts)]
+    assert returned == [1, 1, 0]
+    assert [p.fen for p in split_recovery(2, borne)[0]] == returned  # as one recovery of 2 fen
+
+
+def test_a_recovery_never_claws_back_a_rounding_fen_won_earlier():
+    # Largest remainder is not monotone: 3 fen over (1, 3, 3) gives (1, 1, 1), 4 fen (0, 2, 2).
+    borne = [("A", 1), ("B", 3), (sharing.BANK, 3)]
+    first, _ = split_recovery(3, borne)
+    assert [p.fen for p in first] == [1, 1, 1]
+    second, surplus = split_recovery(1, borne, [1, 1, 1])
+    assert [p.fen for p in second] == [0, 1, 0] and surplus == 0  # A keeps its fen; B gets this one
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=5).filter(lambda b: sum(b) > 0),
+       st.lists(st.integers(0, 10**6), min_size=1, max_size=6))
+def test_recoveries_sum_to_the_net_stay_within_borne_and_track_the_cumulative_split(borne_fen, nets):
+    borne = [(f"P{i}", fen) for i, fen in enumerate(borne_fen)]
+    returned, cumulative = [0] * len(borne), 0
+    for net in nets:
+        parts, surplus = split_recovery(net, borne, returned)
+        assert all(p.fen >= 0 for p in parts)
+        assert sum(p.fen for p in parts) + surplus == net
+        returned = [r + p.fen for r, p in zip(returned, parts)]
+        cumulative = min(cumulative + net, sum(borne_fen))
+        assert sum(returned) == cumulative
+        assert all(r <= fen for r, fen in zip(returned, borne_fen))
+        exact = [Fraction(cumulative * fen, sum(borne_fen)) for fen in borne_fen]
+        assert all(abs(r - e) < len(borne) for r, e in zip(returned, exact))  # never drifts
