@@ -52,7 +52,7 @@ def book(engine):
 def statement(book):
     claim, refs = book["claim"], book["refs"]
     return {"statement_date": "2026-06-30", "lines": [
-        {"reference": refs["INS-1"], "claim": claim, "amount": "300000.00", "paid_on": "2026-06-10"},
+        {"reference": refs["INS-1"], "claim": claim, "amount": "300000.00", "paid_on": "2026-06-09"},
         {"reference": refs["INS-2"], "claim": claim, "amount": "299999.99", "paid_on": "2026-06-20"},
         {"reference": refs["INS-9"], "claim": claim, "amount": "50000", "paid_on": "2026-06-21"},
         {"reference": refs["INS-1"], "claim": claim, "amount": "300000.00", "paid_on": "2026-06-11"},
@@ -84,7 +84,7 @@ def outcomes(body) -> dict:
 
 
 EXPECTED = {
-    "matched": [(1, "300000.00", "300000.00", [])],
+    "matched": [(1, "300000.00", "300000.00", ["paid_on"])],  # a booking date apart: still matched
     "amount_mismatch": [(2, "299999.99", "300000.00", ["amount"])],
     "missing_from_statement": [(None, None, "100000.00", [])],  # the payment booked without a reference
     "unknown_to_ledger": [(3, "50000.00", None, []),
@@ -180,16 +180,20 @@ def test_the_same_key_replays(client, book):
 
 
 def test_the_database_keeps_each_outcome_consistent_with_its_figures(engine, book):
-    """Raw SQL, real commits, both databases: the check constraints of migration 0010."""
+    """Raw SQL, real commits, both databases: the check constraints of migration 0010. The
+    valid line goes in first, so each refusal below is the broken figure's."""
+    from ledger.reconciliation import Statement, reconcile
+    insurer = _institution_id(book["insurer"])
+    rid = tx(lambda conn: reconcile(conn, insurer, Statement(date(2026, 6, 30), ()), SYSTEM))["id"]
+    numbers = iter(range(1000, 2000))
+
     def one(**over):
-        def work(conn):
-            rid = conn.execute(text("SELECT MAX(id) FROM reconciliations")).scalar_one()
-            conn.execute(insert(reconciliation_lines).values(**{
-                "reconciliation_id": rid, "outcome": "matched", "line_no": 999, "reference": "X",
-                "statement_claim_id": book["claim"], "statement_amount_fen": 1, "statement_paid_on": date(2026, 6, 1),
-                "payment_id": book["paid"]["INS-1"], "ledger_claim_id": book["claim"], "ledger_amount_fen": 1,
-                "ledger_paid_on": date(2026, 6, 1), "differences": "", **over}))
-        return tx(work)
+        row = {"reconciliation_id": rid, "outcome": "matched", "line_no": next(numbers), "reference": "X",
+               "statement_claim_id": book["claim"], "statement_amount_fen": 1, "statement_paid_on": date(2026, 6, 1),
+               "payment_id": book["paid"]["INS-1"], "ledger_claim_id": book["claim"], "ledger_amount_fen": 1,
+               "ledger_paid_on": date(2026, 6, 1), "differences": "", **over}
+        return tx(lambda conn: conn.execute(insert(reconciliation_lines).values(**row)))
+    one()
     for broken in ({"statement_amount_fen": 2},                       # matched, amounts differ
                    {"outcome": "unknown_to_ledger"},                  # unknown, with a payment
                    {"outcome": "amount_mismatch"},                    # a mismatch that agrees
