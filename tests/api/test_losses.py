@@ -14,40 +14,30 @@ from datetime import date
 
 import pytest
 
-from ledger import programs
 from ledger.claims import open_claim, withdraw_claim
 from ledger.journal import SYSTEM
 from ledger.claim_payments import pay_claim
 from ledger.recoveries import record_recovery
-from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, auth,
-                             make_loan, program_parties, tx, unique)
-from tests.ledger.test_claims_db import _institution_id
-
-ON = date(2026, 6, 1)
+from tests.api.claim_world import example_claim_book
+from tests.factories import InstitutionFactory, auth, tx, unique
 
 
 @pytest.fixture(scope="module")
 def book(engine):
     from tests import factories
     factories.bind(engine)
-    parties = program_parties()
-    program = ProgramFactory(terms=api_terms(**parties))
-    bank = InstitutionFactory(kind="bank", region="440100")
-    borrower = BorrowerFactory(bank_id=bank.id, region="440106")
-    ids = {role: _institution_id(code) for role, code in parties.items()}
-    ids["bank"] = bank.id
-    tx(lambda conn: programs.contribute(conn, program.code, ids["pool"], 150_000_000, date(2025, 1, 2), SYSTEM))
-    loan_id, second = (make_loan(bank.id, borrower.facts.credit_code, program.code) for _ in range(2))
-    claim = tx(lambda conn: open_claim(conn, loan_id, bank.id, ON, SYSTEM, overdue_days=93))
+    world = example_claim_book()
+    ids, claim, bank_id = world.ids, world.claim, world.ids["bank"]
+    second = world.another_loan()
     for payer, fen, on in ((ids["insurer"], 100_000_000, date(2026, 6, 10)), (ids["pool"], 75_000_000, date(2026, 6, 15))):
         tx(lambda conn: pay_claim(conn, claim["id"], payer, fen, on, unique("PAY"), SYSTEM))
     # The terms send the pool's part to the treasury (recoveries_to).
-    tx(lambda conn: record_recovery(conn, loan_id, bank.id, date(2026, 9, 1), 100_000_000, 0, "auction",
+    tx(lambda conn: record_recovery(conn, world.loan_id, bank_id, date(2026, 9, 1), 100_000_000, 0, "auction",
                                     unique("REC"), SYSTEM))
-    withdrawn = tx(lambda conn: open_claim(conn, second, bank.id, date(2026, 7, 1), SYSTEM, overdue_days=93))
-    tx(lambda conn: withdraw_claim(conn, withdrawn["id"], bank.id, date(2026, 7, 2), SYSTEM))
-    return {"program": program.code, "bank": bank.code, "claim": claim["id"], "withdrawn": withdrawn,
-            **{f"{role}_code": code for role, code in parties.items()}}
+    withdrawn = tx(lambda conn: open_claim(conn, second, bank_id, date(2026, 7, 1), SYSTEM, overdue_days=93))
+    tx(lambda conn: withdraw_claim(conn, withdrawn["id"], bank_id, date(2026, 7, 2), SYSTEM))
+    return {"program": world.program, "bank": world.codes["bank"], "claim": claim["id"], "withdrawn": withdrawn,
+            **{f"{role}_code": code for role, code in world.codes.items()}}
 
 
 def rows(client, book, headers=None, query=""):

@@ -11,17 +11,14 @@ import io
 from datetime import date
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import programs
-from ledger.claims import open_claim
 from ledger.journal import SYSTEM
 from ledger.schema import reconciliation_lines, reconciliations
 from ledger.claim_payments import pay_claim
-from ledger.recoveries import record_recovery
-from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, auth,
-                             make_loan, program_parties, tx, unique)
+from tests.api.claim_world import example_claim_book
+from tests.factories import InstitutionFactory, auth, tx, unique
 from tests.ledger.test_claims_db import _institution_id
 
 
@@ -29,24 +26,18 @@ from tests.ledger.test_claims_db import _institution_id
 def book(engine):
     from tests import factories
     factories.bind(engine)
-    parties = program_parties()
-    program = ProgramFactory(terms=api_terms(**parties))
-    bank = InstitutionFactory(kind="bank", region="440100")
-    borrower = BorrowerFactory(bank_id=bank.id)
-    insurer, pool = _institution_id(parties["insurer"]), _institution_id(parties["pool"])
-    tx(lambda conn: programs.contribute(conn, program.code, pool, 150_000_000,
-                                        date(2025, 1, 2), SYSTEM))
-    loan_id = make_loan(bank.id, borrower.facts.credit_code, program.code)
-    claim = tx(lambda conn: open_claim(conn, loan_id, bank.id, date(2026, 6, 1), SYSTEM, overdue_days=93))["id"]
+    world = example_claim_book()
+    claim, insurer = world.claim["id"], world.ids["insurer"]
     refs = {ref: unique(ref) for ref in ("INS-1", "INS-2", "INS-3", "INS-9")}
+
     def pay(fen, on, reference):
         return tx(lambda conn: pay_claim(conn, claim, insurer, fen, on, reference, SYSTEM))["id"]
     paid = {"INS-1": pay(30_000_000, date(2026, 6, 10), refs["INS-1"]),
             "INS-2": pay(30_000_000, date(2026, 6, 20), refs["INS-2"]),
             "none": pay(10_000_000, date(2026, 6, 25), None),
             "INS-3": pay(10_000_000, date(2026, 7, 15), refs["INS-3"])}
-    return {"claim": claim, "refs": refs, "paid": paid, "insurer": parties["insurer"],
-            "headers": auth("insurer", parties["insurer"])}
+    return {"claim": claim, "refs": refs, "paid": paid, "insurer": world.codes["insurer"],
+            "headers": auth("insurer", world.codes["insurer"])}
 
 
 def statement(book):
