@@ -180,3 +180,17 @@ def test_audit_losses_streams_the_loss_history_as_csv(tmp_path):
     assert [line.split(",")[1] for line in lines[1:]][-1] == "bank_retained"
     assert ipledger(tmp_path, "audit", "losses", "--from", "2026-06-02").stdout.splitlines()[1:] == []
     assert ipledger(tmp_path, "audit", "losses", "--region", "44", check=False).returncode != 0
+
+
+def test_reconcile_reads_a_csv_statement_and_names_bad_lines(tmp_path):
+    _one_loan_in(tmp_path)
+    ipledger(tmp_path, "institutions", "create", "INS-CLI", "Insurer", "--kind", "insurer", "--region", "440100")
+    good = tmp_path / "statement.csv"
+    good.write_text("reference,claim,amount,paid_on\nINS-9,1,100.00,2026-06-10\n", encoding="utf-8")
+    out = ipledger(tmp_path, "reconcile", str(good), "--institution", "INS-CLI", "--statement-date", "2026-06-30").stdout
+    assert "1 unknown_to_ledger" in out and "unknown_to_ledger: line 1 INS-9 statement 100.00 ledger -" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("reference,claim,amount,paid_on\nINS-9,1,1.001,2026-06-10\n", encoding="utf-8")
+    refused = ipledger(tmp_path, "reconcile", str(bad), "--institution", "INS-CLI", "--statement-date", "2026-06-30",
+                       check=False)
+    assert refused.returncode != 0 and "CSV line 2" in refused.stderr
