@@ -448,6 +448,64 @@ def verify(seal: bool, expect) -> None:
         sys.exit(1)
 
 
+@main.group()
+def audit() -> None:
+    """Loss histories for auditors."""
+
+
+@audit.command("losses")
+@click.option("--program", help="Programme code.")
+@click.option("--region", help="6-digit region code of the borrowers (a province or city includes its districts).")
+@click.option("--institution", help="Only this institution's rows (its code).")
+@click.option("--from", "from_", help="First day shown (YYYY-MM-DD).")
+@click.option("--to", help="Last day shown (YYYY-MM-DD).")
+def audit_losses(program, region, institution, from_, to) -> None:
+    """Every loss event (claim shares, the bank's retained part, payments, recoveries,
+    withdrawals) with each party's running net loss, as CSV on stdout, streamed."""
+    from ledger import audit as losses
+    from ledger.dates import parse_date
+    from ledger.identifiers import region_prefix
+    try:
+        wanted = losses.LossFilter(institution, program, region_prefix(region) if region else None,
+                                   parse_date(from_, "from") if from_ else None, parse_date(to, "to") if to else None)
+    except DomainError as error:
+        _fail(error)
+    with _engine().connect() as conn:
+        for line in losses.csv_lines(losses.stream_losses(conn, losses.LossScope(), wanted)):
+            click.echo(line, nl=False)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--institution", required=True, help="Code of the party whose statement it is.")
+@click.option("--statement-date", required=True, help="The statement's date (YYYY-MM-DD).")
+def reconcile(path: str, institution: str, statement_date: str) -> None:
+    """Reconcile a party's CSV statement of claim payments (reference,claim,amount,paid_on)
+    against the ledger, as POST /v1/reconciliations does; prints the counts and the lines that
+    do not match."""
+    from pathlib import Path
+
+    from ledger.institutions import get_institution
+    from ledger.journal import SYSTEM
+    from ledger.reconciliation import read_csv, reconcile as reconcile_statement
+    try:
+        statement = read_csv(Path(path).read_text(encoding="utf-8-sig"), statement_date)
+        made = run_in_transaction(_engine(), lambda conn: reconcile_statement(
+            conn, get_institution(conn, institution).id, statement, SYSTEM))
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"reconciliation {made['id']}: " + ", ".join(f"{n} {outcome}" for outcome, n in made["counts"].items()))
+    for outcome, lines in made["lines"].items():
+        for line in lines if outcome != "matched" else []:
+            click.echo(f"  {outcome}: line {line['line_no'] or '-'} {line['reference'] or '(no reference)'} "
+                       f"statement {_fen_text(line['statement_amount_fen'])} ledger {_fen_text(line['ledger_amount_fen'])}")
+
+
+def _fen_text(fen) -> str:
+    from ledger.money import format_yuan
+    return "-" if fen is None else format_yuan(fen)
+
+
 # --- subsidies -------------------------------------------------------------------------------
 
 @main.group()

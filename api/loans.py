@@ -11,12 +11,12 @@ from marshmallow import fields
 from api.auth import ANY_ROLE, actor, principal, require
 from api.csv_export import csv_list, loan_rows
 from api.db import read, tx
-from api.fields import Choice, Day, Money, Region, RequestSchema, Text, UtcTimestamp
+from api.fields import Choice, Day, Integer, Money, Region, RequestSchema, Text, UtcTimestamp
 from api.idempotency import write
 from api.openapi import Output
 from api.pagination import PageArgs, page, page_schema
 from api.scope import read_scope
-from ledger import loans
+from ledger import corrections, loans
 from ledger.accounts import FEE_KINDS
 from ledger.identifiers import region_prefix
 from ledger.schema import LOAN_STATUSES
@@ -137,6 +137,26 @@ class FeeOut(Output):
     paid_on = fields.Date()
 
 
+class ReversalIn(RequestSchema):
+    entry = Integer(required=True, low=1, high=2**63 - 1, metadata={
+        "description": "id of the loan's repayment or fee entry to reverse (its `events[].entry`)"})
+    reason = Text(corrections.MAX_REASON_LENGTH, required=True, metadata={
+        "example": "repayment posted twice by the core banking batch",
+        "description": "why: kept in the reversal entry's memo"})
+
+
+class ReversalOut(Output):
+    entry = fields.Integer(metadata={"description": "the reversal entry"})
+    reverses = fields.Integer()
+    kind = fields.String(metadata={"description": "the kind of the entry reversed"})
+    loan = fields.Integer()
+    effective_on = fields.Date(metadata={"description": "the reversed entry's own date"})
+    reason = fields.String()
+    outstanding_principal = Money(attribute="outstanding_principal_fen")
+    status = fields.String()
+    closed_on = fields.Date(allow_none=True)
+
+
 def _condition():
     return read_scope().loan_condition()
 
@@ -202,3 +222,18 @@ def repay(data, loan_id):
 def pay_fee(data, loan_id):
     return loans.record_fee(tx(), loan_id, principal().institution_id, data["kind"], data["amount"],
                             data["paid_on"], actor()), 201
+
+
+@blp.route("/<id:loan_id>/reversals", methods=["POST"])
+@require("bank")
+@write("required")
+@blp.arguments(ReversalIn())
+@blp.response(201, ReversalOut)
+@blp.doc(description="A correction: the reversal of a mistaken repayment or fee of the bank's own "
+                     "loan, effective on that entry's date; the loan's outstanding principal and "
+                     "status follow (a loan closed by the repayment is active again). 422 when "
+                     "`entry` is not a repayment or fee of this loan; 409 once a live claim exists "
+                     "on the loan or for an entry already reversed.")
+def reverse(data, loan_id):
+    return corrections.reverse_posting(tx(), loan_id, principal().institution_id, data["entry"],
+                                       data["reason"], actor()), 201

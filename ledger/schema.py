@@ -583,3 +583,54 @@ recovery_shares = Table(
     UniqueConstraint("recovery_id", "position"),
     CheckConstraint("amount_fen >= 0 AND borne_fen >= 0", name="non_negative"),
 )
+
+
+# --- reconciliation (issue 8 item 5; migration 0010) -------------------------------------------
+# A party's statement of its claim payments, classified against the ledger's claim_payments of
+# that party paid up to the statement date; each line keeps both figures side by side.
+RECONCILIATION_CLASSES = ("matched", "amount_mismatch", "missing_from_statement", "unknown_to_ledger",
+                          "duplicate")
+
+reconciliations = Table(
+    "reconciliations", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("institution_id", ForeignKey("institutions.id"), nullable=False, index=True),
+    Column("statement_date", Date, nullable=False),
+    Column("line_count", Integer, nullable=False),  # lines the statement had
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    CheckConstraint("line_count >= 0", name="line_count_non_negative"),
+)
+
+reconciliation_lines = Table(
+    "reconciliation_lines", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("reconciliation_id", ForeignKey("reconciliations.id"), nullable=False, index=True),
+    Column("outcome", String(30), nullable=False),
+    Column("line_no", Integer, nullable=True),  # the statement's line (1 = first); none if missing
+    Column("reference", String(120), nullable=True),
+    Column("statement_claim_id", BigInteger, nullable=True),  # as stated: no key, it may name nothing
+    Column("statement_amount_fen", BigInteger, nullable=True),
+    Column("statement_paid_on", Date, nullable=True),
+    Column("payment_id", ForeignKey("claim_payments.id"), nullable=True, index=True),
+    Column("ledger_claim_id", ForeignKey("claims.id"), nullable=True, index=True),
+    Column("ledger_amount_fen", BigInteger, nullable=True),
+    Column("ledger_paid_on", Date, nullable=True),
+    Column("differences", String(40), nullable=False),  # "amount,claim,paid_on" subset, "" none
+    UniqueConstraint("reconciliation_id", "line_no"),
+    CheckConstraint(_in("outcome", RECONCILIATION_CLASSES), name="outcome"),
+    # A statement line has its figures and line number; a ledger figure has its payment.
+    CheckConstraint("(outcome = 'missing_from_statement') = (line_no IS NULL)", name="line_no_unless_missing"),
+    CheckConstraint("line_no IS NULL OR (statement_amount_fen IS NOT NULL AND statement_paid_on IS NOT NULL "
+                    "AND statement_claim_id IS NOT NULL)", name="statement_figures"),
+    CheckConstraint("(payment_id IS NULL) = (ledger_amount_fen IS NULL) AND "
+                    "(payment_id IS NULL) = (ledger_paid_on IS NULL) AND "
+                    "(payment_id IS NULL) = (ledger_claim_id IS NULL)", name="ledger_figures"),
+    CheckConstraint("outcome NOT IN ('matched', 'amount_mismatch', 'missing_from_statement') "
+                    "OR payment_id IS NOT NULL", name="ledger_side_present"),
+    CheckConstraint("outcome <> 'unknown_to_ledger' OR payment_id IS NULL", name="unknown_has_no_payment"),
+    CheckConstraint("outcome <> 'matched' OR (statement_amount_fen = ledger_amount_fen "
+                    "AND statement_claim_id = ledger_claim_id)", name="matched_agrees"),
+    CheckConstraint("outcome <> 'amount_mismatch' OR statement_amount_fen <> ledger_amount_fen "
+                    "OR statement_claim_id <> ledger_claim_id", name="mismatch_differs"),
+)

@@ -147,7 +147,8 @@ def test_targets_show_prints_figures_and_exact_checks(tmp_path):
     bad = ipledger(tmp_path, "targets", "show", "--region", "4401", "--year", "2025", check=False)
     assert bad.returncode == 1 and "region" in bad.stderr
     assert "0 region-years" in ipledger(tmp_path, "targets", "compute").stdout
-def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
+def _one_loan_in(tmp_path) -> str:
+    """A migrated CLI database holding one loan (maturing 2026-02-28); returns its programme."""
     from ledger.db import make_engine
     from tests import factories
     ipledger(tmp_path, "db", "upgrade")
@@ -157,10 +158,39 @@ def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
     try:
         bank, program = factories.InstitutionFactory(), factories.ProgramFactory()
         factories.make_loan(bank.id, factories.BorrowerFactory(bank_id=bank.id).facts.credit_code, program.code)
+        return program.code
     finally:
         factories.bind(previous)
         engine.dispose()
+
+
+def test_claims_scan_opens_claims_for_overdue_loans(tmp_path):
+    _one_loan_in(tmp_path)
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-05-01").stdout.strip() == "opened 0 claims"
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01").stdout.strip() == "opened 1 claims"
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-02").stdout.strip() == "opened 0 claims"
     assert ipledger(tmp_path, "claims", "scan", "--as-of", "June", check=False).returncode != 0
+
+
+def test_audit_losses_streams_the_loss_history_as_csv(tmp_path):
+    program = _one_loan_in(tmp_path)
+    ipledger(tmp_path, "claims", "scan", "--as-of", "2026-06-01")
+    lines = ipledger(tmp_path, "audit", "losses", "--program", program).stdout.splitlines()
+    assert lines[0].startswith("on,event,institution,role,claim,loan,program,region,amount,loss,net_loss")
+    assert [line.split(",")[1] for line in lines[1:]][-1] == "bank_retained"
+    assert ipledger(tmp_path, "audit", "losses", "--from", "2026-06-02").stdout.splitlines()[1:] == []
+    assert ipledger(tmp_path, "audit", "losses", "--region", "44", check=False).returncode != 0
+
+
+def test_reconcile_reads_a_csv_statement_and_names_bad_lines(tmp_path):
+    _one_loan_in(tmp_path)
+    ipledger(tmp_path, "institutions", "create", "INS-CLI", "Insurer", "--kind", "insurer", "--region", "440100")
+    good = tmp_path / "statement.csv"
+    good.write_text("reference,claim,amount,paid_on\nINS-9,1,100.00,2026-06-10\n", encoding="utf-8")
+    out = ipledger(tmp_path, "reconcile", str(good), "--institution", "INS-CLI", "--statement-date", "2026-06-30").stdout
+    assert "1 unknown_to_ledger" in out and "unknown_to_ledger: line 1 INS-9 statement 100.00 ledger -" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("reference,claim,amount,paid_on\nINS-9,1,1.001,2026-06-10\n", encoding="utf-8")
+    refused = ipledger(tmp_path, "reconcile", str(bad), "--institution", "INS-CLI", "--statement-date", "2026-06-30",
+                       check=False)
+    assert refused.returncode != 0 and "CSV line 2" in refused.stderr

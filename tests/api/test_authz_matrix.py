@@ -275,6 +275,37 @@ def claim_path(suffix: str = "", json=None, fresh: bool = False):
     return build
 
 
+def reversal_request(w, caller, relation):
+    """A correction of a fresh 1.00 repayment on the book's loan (one per request: an entry is
+    reversed once)."""
+    from ledger.loans import record_repayment
+    from ledger.journal import SYSTEM
+    book = w.books[relation]
+    repaid = factories.tx(lambda conn: record_repayment(conn, book.loan_id, book.bank.id, date(2025, 6, 1),
+                                                        100, 0, SYSTEM))
+    return Request(f"/v1/loans/{book.loan_id}/reversals", {"entry": repaid["entry"], "reason": "posted twice"})
+
+
+_RECONCILIATIONS: dict = {}
+EMPTY_STATEMENT = {"statement_date": "2026-06-30", "lines": []}
+
+
+def reconciliation_path(w, caller, relation):
+    """`own`: a reconciliation of the caller's institution (a party) or of the home insurer;
+    `other`/`out`: one of the other Guangzhou / the Chengdu programme's insurer."""
+    from ledger.institutions import get_institution
+    from ledger.journal import SYSTEM
+    from ledger.reconciliation import Statement, reconcile
+    role = _role(caller)
+    code = (w.institutions[role] if role in GROUPS["parties"] else w.books["own"].parties["insurer"]) \
+        if relation == "own" else w.books[relation].parties["insurer"]
+    key = (id(w), code)
+    if key not in _RECONCILIATIONS:
+        _RECONCILIATIONS[key] = factories.tx(lambda conn: reconcile(
+            conn, get_institution(conn, code).id, Statement(date(2026, 6, 30), ()), SYSTEM))["id"]
+    return Request(f"/v1/reconciliations/{_RECONCILIATIONS[key]}")
+
+
 PAYMENT = {"amount": "1.00", "paid_on": "2026-06-10"}
 RECOVERY = {"received_on": "2026-09-01", "gross": "1.00", "costs": "0.00", "source": "borrower"}
 
@@ -376,6 +407,7 @@ MATRIX = {
     ("GET", "/v1/loans/{loan_id}"): Row(loan_path(), admin=200, bank=OWN_ONLY, parties=OWN_ONLY, regional=IN_REGION),
     ("POST", "/v1/loans/{loan_id}/repayments"): Row(loan_path("/repayments", REPAYMENT), bank=(201, 404, 404)),
     ("POST", "/v1/loans/{loan_id}/fees"): Row(loan_path("/fees", FEE), bank=(201, 404, 404)),
+    ("POST", "/v1/loans/{loan_id}/reversals"): Row(reversal_request, bank=(201, 404, 404)),
     ("GET", "/v1/accounts"): Row(fixed("/v1/accounts"), everyone=200),
     # `other` is a Guangzhou bank's account: outside the district auditor's region.
     ("GET", "/v1/accounts/{account_id}/balance"): Row(account_path, admin=200, bank=OWN_ONLY, parties=OWN_ONLY,
@@ -396,6 +428,15 @@ MATRIX = {
                                           regional=IN_REGION),
     ("POST", "/v1/claims/{claim_id}/withdrawal"): Row(claim_path("/withdrawal", WITHDRAWAL, fresh=True),
                                                       bank=(201, 404, 404)),
+    # Loss histories: every role reads, scoped to its own rows or region (tests/api/test_losses.py).
+    ("GET", "/v1/audit/losses"): Row(fixed("/v1/audit/losses"), everyone=200),
+    # Reconciliation: parties post their statements and read their own; auditors read those of
+    # institutions in their region (the programmes' parties are Guangzhou's, outside the district
+    # auditor's Tianhe), admin all.
+    ("POST", "/v1/reconciliations"): Row(fixed("/v1/reconciliations", EMPTY_STATEMENT), parties=201),
+    ("GET", "/v1/reconciliations"): Row(fixed("/v1/reconciliations"), admin=200, auditor=200, parties=200),
+    ("GET", "/v1/reconciliations/{reconciliation_id}"): Row(reconciliation_path, admin=200, auditor=404,
+                                                            parties=OWN_ONLY),
     # Banks, bureaus, auditors and admins never pay (403); a party pays on its own claims only.
     ("POST", "/v1/claims/{claim_id}/payments"): Row(payment_request, parties=OWN_ONLY_201),
     ("POST", "/v1/loans/{loan_id}/recoveries"): Row(recovery_request, bank=(201, 404, 404)),

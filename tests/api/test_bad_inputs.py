@@ -264,6 +264,66 @@ def _same_contract(w):
     return {"method": "POST", "path": "/v1/loans", "json": {**w.loan(), "contract_no": w.used_body["contract_no"]}}
 
 
+def _entries_of(w, attr: str) -> list:
+    with factories.engine().connect() as conn:
+        return conn.execute(select(schema.entries.c.id, schema.entries.c.kind).where(
+            schema.entries.c.loan_id == getattr(w, attr)).order_by(schema.entries.c.id)).all()
+
+
+def _disbursement(w) -> int:
+    return _entries_of(w, "loan_id")[0].id
+
+
+def _repayment_of(attr: str):
+    def entry(w) -> int:
+        loan_id = getattr(w, attr)
+        with factories.engine().connect() as conn:
+            bank_id = conn.execute(select(schema.loans.c.bank_id).where(schema.loans.c.id == loan_id)).scalar_one()
+        return factories.tx(lambda conn: record_repayment(conn, loan_id, bank_id, _date("2025-06-01"),
+                                                          1, 0, SYSTEM))["entry"]
+    return entry
+
+
+def _reversed_repayment(w) -> int:
+    from ledger.corrections import reverse_posting
+    entry = _repayment_of("loan_id")(w)
+    factories.tx(lambda conn: reverse_posting(conn, w.loan_id, w.bank.id, entry, "posted twice", SYSTEM))
+    return entry
+
+
+def reversal(loan_attr="loan_id", **over):
+    """A correction of the world's loan; `entry` a value or a function of the world (default: a
+    fresh 0.01 repayment of that loan, so only the field under test is wrong)."""
+    def make(w):
+        body = {"entry": None, "reason": "posted twice", **over}
+        if "entry" not in over:
+            body["entry"] = _repayment_of("loan_id")(w) if loan_attr == "loan_id" else 1
+        elif callable(body["entry"]):
+            body["entry"] = body["entry"](w)
+        body = {k: v for k, v in body.items() if v is not None}
+        return post(f"/v1/loans/{getattr(w, loan_attr)}/reversals", body)(w)
+    return make
+
+
+_LINE = {"reference": "R-1", "claim": 1, "amount": "1.00", "paid_on": "2026-06-01"}
+
+
+def statement(statement_date="2026-06-30", lines=None, **line):
+    """A one-line statement with the line's fields overridden (None drops a field), or `lines`."""
+    item = {k: v for k, v in {**_LINE, **line}.items() if v is not None}
+    return post("/v1/reconciliations", {"statement_date": statement_date,
+                                        "lines": [item] if lines is None else lines})
+
+
+def _reversal_on_claimed_loan(w) -> dict:
+    from datetime import date
+    from ledger.claims import open_claim
+    loan_id = make_loan(w.bank.id, w.borrower, w.program.code)
+    entry = factories.tx(lambda conn: record_repayment(conn, loan_id, w.bank.id, date(2025, 6, 1), 1, 0, SYSTEM))["entry"]
+    factories.tx(lambda conn: open_claim(conn, loan_id, w.bank.id, date(2026, 6, 1), SYSTEM, overdue_days=93))
+    return post(f"/v1/loans/{loan_id}/reversals", {"entry": entry, "reason": "posted twice"})(w)
+
+
 CASES = [
     # --- transport: JSON, content type, size, headers -----------------------------------------
     Bad("malformed-json-institution", 400, "JSON", raw("/v1/institutions", "{not json"), "admin"),
@@ -450,6 +510,59 @@ CASES = [
     Bad("withdrawal-without-a-date", 422, "withdrawn_on", post("/v1/claims/999999999/withdrawal", {})),
     Bad("withdrawal-of-an-unknown-claim", 404, "does not exist",
         post("/v1/claims/999999999/withdrawal", {"withdrawn_on": "2026-06-02"})),
+    # --- corrections (issue 8 item 7) -----------------------------------------------------------
+    Bad("reversal-without-entry", 422, "entry", reversal(entry=None)),
+    Bad("reversal-entry-as-string", 422, "entry", reversal(entry="12")),
+    Bad("reversal-without-reason", 422, "reason", reversal(reason=None)),
+    Bad("reversal-reason-blank", 422, "reason", reversal(reason="   ")),
+    Bad("reversal-reason-too-long", 422, "reason", reversal(reason="x" * 501)),
+    Bad("reversal-unknown-field", 422, "effective_on", reversal(effective_on="2025-06-01")),
+    Bad("reversal-of-the-disbursement", 422, "entry", reversal(entry=_disbursement)),
+    Bad("reversal-of-an-unknown-entry", 422, "entry", reversal(entry=987654321)),
+    Bad("reversal-of-another-loans-repayment", 422, "entry", reversal(entry=_repayment_of("other_loan_id"))),
+    Bad("reversal-on-another-banks-loan", 404, "does not exist", reversal(loan_attr="other_loan_id")),
+    Bad("reversal-of-a-repayment-already-reversed", 409, "already reversed", reversal(entry=_reversed_repayment)),
+    Bad("reversal-once-a-claim-exists", 409, "claim", _reversal_on_claimed_loan),
+    Bad("reversal-without-idempotency-key", 400, "Idempotency-Key",
+        lambda w: {**reversal()(w), "headers": {"Idempotency-Key": None}}),
+    Bad("reversal-by-an-admin", 403, "bank", reversal(), "admin"),
+    # --- loss histories (issue 8 item 6) --------------------------------------------------------
+    Bad("losses-with-a-foreign-cursor", 422, "after", get("/v1/audit/losses?after=aWQ6MTI")),
+    Bad("losses-with-a-garbled-cursor", 422, "after", get("/v1/audit/losses?after=%%%")),
+    Bad("losses-to-before-from", 422, "to", get("/v1/audit/losses?from=2026-02-01&to=2026-01-01")),
+    Bad("losses-from-not-a-day", 422, "from", get("/v1/audit/losses?from=2026-02-30")),
+    Bad("losses-region-short", 422, "region", get("/v1/audit/losses?region=4401")),
+    Bad("losses-institution-bad-code", 422, "institution", get("/v1/audit/losses?institution=no%20such")),
+    Bad("losses-limit-zero", 422, "limit", get("/v1/audit/losses?limit=0")),
+    Bad("losses-limit-too-large", 422, "limit", get("/v1/audit/losses?limit=1001")),
+    # --- reconciliation (issue 8 item 5) --------------------------------------------------------
+    Bad("statement-without-date", 422, "statement_date", post("/v1/reconciliations", {"lines": []}), "pool"),
+    Bad("statement-in-the-future", 422, "statement_date", statement(statement_date="2999-01-01"), "pool"),
+    Bad("statement-lines-not-a-list", 422, "lines", statement(lines={"reference": "A"}), "pool"),
+    Bad("statement-line-amount-three-decimals", 422, "amount", statement(amount="1.001"), "pool"),
+    Bad("statement-line-amount-float", 422, "amount", statement(amount=1.5), "pool"),
+    Bad("statement-line-amount-zero", 422, "amount", statement(amount="0"), "pool"),
+    Bad("statement-line-claim-as-string", 422, "claim", statement(claim="12"), "pool"),
+    Bad("statement-line-without-reference", 422, "reference", statement(reference=None), "pool"),
+    Bad("statement-line-paid-after-the-statement", 422, "paid_on", statement(paid_on="2026-07-01"), "pool"),
+    Bad("statement-line-unknown-field", 422, "currency", statement(currency="CNY"), "pool"),
+    Bad("statement-too-many-lines", 422, "lines", statement(lines=[_LINE] * 10_001), "pool"),
+    Bad("statement-csv-missing-column", 422, "body",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount\nA,1,1\n", "text/csv"), "pool"),
+    Bad("statement-csv-bad-money", 422, "amount",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\nA,1,1.001,2026-06-01\n",
+            "text/csv"), "pool"),
+    Bad("statement-csv-short-line", 422, "lines[0]",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\nA,1\n", "text/csv"), "pool"),
+    Bad("statement-csv-not-utf8", 422, "body",
+        raw("/v1/reconciliations?statement_date=2026-06-30", "reference,claim,amount,paid_on\n\xff,1,1,2026-06-01\n".encode("latin-1"),
+            "text/csv"), "pool"),
+    Bad("statement-csv-without-date", 422, "statement_date",
+        raw("/v1/reconciliations", "reference,claim,amount,paid_on\nA,1,1,2026-06-01\n", "text/csv"), "pool"),
+    Bad("statement-as-plain-text", 415, "text/csv", raw("/v1/reconciliations", "A,1,1", "text/plain"), "pool"),
+    Bad("statement-by-a-bank", 403, "insurer", statement()),
+    Bad("reconciliation-that-does-not-exist", 404, "does not exist", get("/v1/reconciliations/987654321"), "pool"),
+    Bad("reconciliations-bad-limit", 422, "limit", get("/v1/reconciliations?limit=0"), "pool"),
 ]
 
 

@@ -95,6 +95,7 @@ def role_keys(fuzz_app):
         for role in ("guarantor", "fiscal", "auditor"):
             codes[role] = factories.InstitutionFactory(kind=role, region="440000").code
         _aim_subsidy_batch(program, codes["fiscal"])
+        _aim_reconciliation(codes["pool"])
         return {role: factories.make_key(role, codes.get(role)) for role in ROLES}
     finally:
         factories.bind(previous)
@@ -127,6 +128,8 @@ def _aim_claims(bank_id: int, borrower: str, program: str) -> None:
     claim = factories.tx(lambda conn: open_claim(conn, claimed, bank_id, date(2026, 6, 1), SYSTEM,
                                                  overdue_days=93))
     WORLD_PATHS["/v1/loans/{loan_id}/default"] = {"loan_id": to_default}
+    # Corrections (/v1/loans/{loan_id}/reversals) are aimed at the shared loan by `_aim`: a
+    # fuzzed entry id then meets the "not a repayment or fee of this loan" rule, not the 404.
     for path in ("/v1/claims/{claim_id}", "/v1/claims/{claim_id}/withdrawal", "/v1/claims/{claim_id}/payments"):
         WORLD_PATHS[path] = {"claim_id": claim["id"]}
     # Recoveries need the loan with the live claim (the shared loan has none: all 409s).
@@ -150,3 +153,15 @@ def _aim_subsidy_batch(program, fiscal: str) -> None:
     for path in schema:
         if path.startswith("/v1/subsidy-batches/{batch_id}"):
             WORLD_PATHS[path] = {"batch_id": batch_id}
+
+
+def _aim_reconciliation(pool: str) -> None:
+    """A reconciliation of the fuzzed pool key's institution, so reads get past the 404."""
+    from datetime import date
+
+    from ledger.institutions import get_institution
+    from ledger.journal import SYSTEM
+    from ledger.reconciliation import Statement, reconcile
+    made = factories.tx(lambda conn: reconcile(conn, get_institution(conn, pool).id,
+                                               Statement(date(2026, 6, 30), ()), SYSTEM))
+    WORLD_PATHS["/v1/reconciliations/{reconciliation_id}"] = {"reconciliation_id": made["id"]}
