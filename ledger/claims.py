@@ -202,13 +202,9 @@ def _portfolio_weight(conn: Connection, loan, terms: Terms, party, day: date) ->
         .order_by(loans.c.start_date, loans.c.id)).all()
     before = sharing.borrower_year_principal_before(
         [(r.credit_code, r.start_date.year, r.id, r.principal_fen) for r in rows])
-    weight = Fraction(0)
-    for row, spent in zip(rows, before):
-        facts = sharing.LoanFacts(row.principal_fen, row.principal_fen,
-                                  Decimal(row.ip_share) if row.ip_share else None, spent)
-        covered, _ = sharing.covered_amount(terms.coverage, facts)
-        weight += Fraction(covered) * Fraction(party.ratio_for(row.principal_fen))
-    return weight
+    return sharing.portfolio_weight(terms.coverage, party, [
+        (row.principal_fen, Decimal(row.ip_share) if row.ip_share else None, spent)
+        for row, spent in zip(rows, before)])
 
 
 def _caps_used(party, party_id: int, usage, keys, fund_fen: int, weight: Fraction) -> sharing.CapsUsed:
