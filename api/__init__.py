@@ -171,9 +171,9 @@ def app_view():
 
 def _register_blueprints(api: Api) -> None:
     from api import (accounts, borrowers, claims, health, institutions, journal, loans, programs,
-                     rates, subsidy_batches, targets)
+                     rates, stress_tests, subsidy_batches, targets)
     for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, claims,
-                   subsidy_batches, targets):
+                   subsidy_batches, targets, stress_tests):
         api.register_blueprint(module.blp)
 
 
