@@ -526,7 +526,7 @@ def stress(program, years, scenarios, pd, pd_sme, pd_non_sme, rho, recovery_rate
     except DomainError as error:
         _fail(error)
     with click.progressbar(length=100, label=f"{program}: {scenarios} scenarios x {book.size} loans "
-                                             f"x {years} years") as bar:
+                                             f"x {years} years", file=sys.stderr) as bar:
         def progress(done: float) -> None:
             bar.update(int(done * 100) - bar.pos)
         results = ResultsOut().dump(json.loads(json.dumps(engine_.run(book, assumptions, progress), default=str)))
