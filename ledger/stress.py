@@ -47,10 +47,11 @@ from sqlalchemy import Connection, and_, func, select
 
 from ledger import accounts as chart
 from ledger import sharing
+from ledger.claims import loans_started_by
 from ledger.errors import NotFound
 from ledger.money import allocate, round_fraction
 from ledger.programs import load_programs
-from ledger.schema import accounts, borrowers, claim_shares, claims, entries, institutions, loans, postings
+from ledger.schema import accounts, claim_shares, claims, entries, institutions, loans, postings
 from ledger.terms import Terms
 
 NO_LIMIT = 2**62
@@ -127,15 +128,8 @@ def load_book(conn: Connection, code: str, as_of: date) -> Book:
         raise NotFound(f"programme {code} does not exist")
     program = found[code]
     version_index = {v.id: i for i, v in enumerate(program.versions)}
-    rows = conn.execute(
-        select(loans.c.id, loans.c.bank_id, loans.c.principal_fen, loans.c.ip_share, loans.c.start_date,
-               loans.c.maturity_date, loans.c.status, loans.c.borrower_sme, loans.c.program_version_id,
-               borrowers.c.credit_code)
-        .join(borrowers, borrowers.c.id == loans.c.borrower_id)
-        .where(loans.c.program_id == program.id, loans.c.start_date <= as_of)
-        .order_by(loans.c.start_date, loans.c.id)).all()
-    before = sharing.borrower_year_principal_before(
-        [(r.credit_code, r.start_date.year, r.id, r.principal_fen) for r in rows])
+    rows, before = loans_started_by(conn, program.id, as_of, loans.c.bank_id, loans.c.maturity_date,
+                                    loans.c.status, loans.c.borrower_sme, loans.c.program_version_id)
     outstanding = _outstanding_on(conn, program.id, as_of)
     portfolio = [(1, r.principal_fen, _ip(r.ip_share), spent) for r, spent in zip(rows, before)]
     live = sorted(((r, spent) for r, spent in zip(rows, before)

@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 

@@ -7,7 +7,6 @@ from datetime import date
 from decimal import Decimal
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
