@@ -255,6 +255,7 @@ class PartyArrays:
     portfolio_cap: np.ndarray | None    # (years, versions)
     fund: np.ndarray | None             # bool per loan: its terms cap this party by the fund
     refills_fund: np.ndarray            # bool per loan: its recoveries go back to the fund
+    redirected: np.ndarray              # bool per loan: its terms send this party's recoveries elsewhere
 
 
 @dataclass
@@ -324,14 +325,15 @@ def _party_arrays(book: Book, name: str, role: str, rounded: np.ndarray, years: 
     if any(p is not None and p.caps.fund_balance for p in by_version):
         fund = np.array([p is not None and p.caps.fund_balance for p in by_version])[book.version]
     refills = np.array([p is not None and p.caps.fund_balance and p.recoveries_to is None
-                        for p in by_version])[book.version] if book.size else np.zeros(0, dtype=bool)
+                        for p in by_version])[book.version]
+    redirected = np.array([p is not None and p.recoveries_to is not None for p in by_version])[book.version]
     return PartyArrays(
         name, role, rounded,
         per_claim=_or_no_limit(per_loan(lambda p: p.caps.per_claim_fen), book.size),
         per_borrower_year=per_loan(lambda p: p.caps.per_borrower_year_fen),
         per_bank_year=per_loan(lambda p: p.caps.per_bank_year_fen),
         per_program_year=per_loan(lambda p: p.caps.per_program_year_fen),
-        portfolio_cap=portfolio, fund=fund, refills_fund=refills)
+        portfolio_cap=portfolio, fund=fund, refills_fund=refills, redirected=redirected)
 
 
 def _or_no_limit(values: np.ndarray | None, n: int) -> np.ndarray:
@@ -532,7 +534,8 @@ def _recover(plan: Plan, a: Assumptions, state: _State, year: int, rows: np.ndar
     weights = np.stack([owed[p.institution] for p in plan.parties] + [retained], axis=1)
     back = allocate_rows(recovered, weights)
     for i, p in enumerate(plan.parties):
-        np.add.at(out.recovered_fen[p.institution], rows, back[:, i])
+        # A part the terms send elsewhere (a pool's, to the treasury) does not lower its loss.
+        np.add.at(out.recovered_fen[p.institution], rows, np.where(p.redirected[cols], 0, back[:, i]))
         np.add.at(state.refill[:, arrives + 1], rows, np.where(p.refills_fund[cols], back[:, i], 0))
     np.add.at(out.bank_recovered_fen, rows, back[:, -1])
 

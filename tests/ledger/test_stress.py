@@ -253,3 +253,21 @@ def test_new_lending_adds_loans_at_risk_from_their_year():
     added = grown.size - book.size
     assert added >= 1 and int(grown.outstanding_fen[book.size:].sum()) == 30_000_000 * YUAN
     assert (grown.first_year[book.size:] == 2).all() and (grown.loan_id[book.size:] < 0).all()
+
+
+def test_a_part_the_terms_send_to_the_treasury_does_not_lower_the_pools_loss():
+    book = synthetic_book()
+    pool = book.versions[0].parties[1]
+    redirected = Terms(parties=(book.versions[0].parties[0], Party(
+        pool.institution, pool.role, pool.share, pool.share_tiers, caps=pool.caps, recoveries_to="TREASURY")),
+        coverage=book.versions[0].coverage)
+    book.versions = [redirected]
+    a = pure(recovery_rate=Decimal("0.9"), recovery_rate_sd=Decimal("0"), recovery_delay_years=0)
+    o = stress.simulate(stress.prepare(book, a), a, 0)
+    assert int(o.recovered_fen["POOL"].sum()) == 0 and int(o.recovered_fen["INS"].sum()) > 0
+
+
+def test_a_programme_with_no_live_loans_simulates_to_nothing():
+    book = synthetic_book(n=0)
+    results = stress.run(book, pure(scenarios=10))
+    assert results["fund_payout"]["max"] == 0 and results["claims_mean"] == Decimal(0)
