@@ -548,6 +548,8 @@ def _stress_report(r: dict) -> None:
         click.echo(f"  {party['institution']} ({party['role']}): expected {party['expected']}, p99 {party['p99']}")
     click.echo(f"  banks: expected {r['bank_loss']['expected']}, p99 {r['bank_loss']['p99']}; of which "
                f"caps and exhaustion: expected {r['bank_extra_loss']['expected']}, p99 {r['bank_extra_loss']['p99']}")
+    binding = ", ".join(f"{cap} {fen}" for cap, fen in r["bank_extra_loss_by_cap"].items() if fen != "0.00")
+    click.echo(f"  expected extra loss by cap: {binding or 'none'}")
     click.echo(f"claims the fund could not pay in full: {r['uncovered_claims_mean']} a scenario on average")
     target = r["contribution_for_target"]
     if target:

@@ -122,18 +122,21 @@ class Book:
 
 
 def load_book(conn: Connection, code: str, as_of: date) -> Book:
-    """The programme's book on `as_of`, read in a few bulk queries."""
+    """The programme's book on `as_of`, read in a few bulk queries: the loans started by then,
+    neither closed nor claimed by then, with principal outstanding on that day."""
     found = load_programs(conn, [code])
     if code not in found:
         raise NotFound(f"programme {code} does not exist")
     program = found[code]
     version_index = {v.id: i for i, v in enumerate(program.versions)}
     rows, before = loans_started_by(conn, program.id, as_of, loans.c.bank_id, loans.c.maturity_date,
-                                    loans.c.status, loans.c.borrower_sme, loans.c.program_version_id)
+                                    loans.c.status, loans.c.closed_on, loans.c.borrower_sme,
+                                    loans.c.program_version_id)
+    claimed = _claimed_by(conn, program.id, as_of)
     outstanding = _outstanding_on(conn, program.id, as_of)
     portfolio = [(1, r.principal_fen, _ip(r.ip_share), spent) for r, spent in zip(rows, before)]
     live = sorted(((r, spent) for r, spent in zip(rows, before)
-                   if r.status == "active" and outstanding.get(r.id, 0) > 0), key=lambda item: item[0].id)
+                   if _live_on(r, as_of, claimed) and outstanding.get(r.id, 0) > 0), key=lambda item: item[0].id)
     borrower_index: dict[str, int] = {}
     bank_index: dict[int, int] = {}
     for r, _ in live:
@@ -154,6 +157,20 @@ def load_book(conn: Connection, code: str, as_of: date) -> Book:
     book.fund_balance_fen, book.contributions_last_year_fen = _fund_on(conn, program.id, as_of)
     book.owed_before_fen = _owed_before(conn, program.id, as_of)
     return book
+
+
+def _claimed_by(conn: Connection, program_id: int, as_of: date) -> set[int]:
+    """Loans with an open claim classified by `as_of` (a withdrawn claim left the loan active)."""
+    return set(conn.execute(select(claims.c.loan_id).where(
+        claims.c.program_id == program_id, claims.c.status == "open", claims.c.classified_on <= as_of)).scalars())
+
+
+def _live_on(row, as_of: date, claimed: set[int]) -> bool:
+    """Live on `as_of`: not closed by then and not in a claim by then (today's status says only
+    how the loan stands now; an earlier `as_of` sees loans since repaid or defaulted)."""
+    if row.id in claimed:
+        return False
+    return row.status != "closed" or (row.closed_on is not None and row.closed_on > as_of)
 
 
 def _ip(value: str | None) -> Decimal | None:

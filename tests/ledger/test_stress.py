@@ -271,3 +271,21 @@ def test_a_programme_with_no_live_loans_simulates_to_nothing():
     book = synthetic_book(n=0)
     results = stress.run(book, pure(scenarios=10))
     assert results["fund_payout"]["max"] == 0 and results["claims_mean"] == Decimal(0)
+
+
+def test_the_book_is_the_loans_live_on_as_of_not_today(engine):
+    from ledger.loans import record_repayment
+    parties = program_parties()
+    program, bank_of, pool_id = make_world(api_terms(**parties), 3_000_000 * YUAN)
+    repaid, defaulted = list(bank_of)[:2]
+    tx(lambda conn: record_repayment(conn, repaid, bank_of[repaid], date(2026, 3, 1), 5_000_000 * YUAN, 0, SYSTEM))
+    claim = tx(lambda conn: open_claim(conn, defaulted, bank_of[defaulted], date(2026, 6, 1), SYSTEM,
+                                       overdue_days=93, today=TODAY))
+
+    def book_on(day):
+        return tx(lambda conn: stress.load_book(conn, program.code, day))
+    before, after = book_on(date(2026, 1, 1)), book_on(date(2026, 7, 1))
+    assert {repaid, defaulted} <= set(before.loan_id.tolist()) and before.owed_before_fen == {}
+    assert not {repaid, defaulted} & set(after.loan_id.tolist())
+    assert after.owed_before_fen == {s["institution"]: s["amount_fen"] for s in claim["shares"] if s["amount_fen"]}
+    assert before.fund_balance_fen == after.fund_balance_fen == 3_000_000 * YUAN
