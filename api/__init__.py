@@ -175,9 +175,9 @@ def app_view():
 
 def _register_blueprints(api: Api) -> None:
     from api import (accounts, audit, borrowers, claims, health, institutions, journal, loans, programs,
-                     rates, reconciliations, recoveries, subsidy_batches, targets)
+                     rates, reconciliations, recoveries, stress_tests, subsidy_batches, targets)
     for module in (health, institutions, borrowers, rates, programs, loans, recoveries, accounts, journal,
-                   claims, subsidy_batches, targets, audit, reconciliations):
+                   claims, subsidy_batches, targets, audit, reconciliations, stress_tests):
         api.register_blueprint(module.blp)
 
 

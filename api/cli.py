@@ -1,5 +1,5 @@
 """The `ipledger` command line (click): serve, scheduler, db, keys, institutions, rates,
-import, demo, verify, subsidies. Thin: each command calls the domain in one transaction."""
+import, demo, verify, subsidies, stress. Thin: each command calls the domain in one transaction."""
 from __future__ import annotations
 
 import json
@@ -582,6 +582,88 @@ def subsidies_list(program: str | None) -> None:
     with _engine().connect() as conn:
         for batch in list_batches(conn, None, program=program, limit=1000):
             _print_batch(batch)
+
+
+# --- stress tests ----------------------------------------------------------------------------
+
+def _lending(_ctx, _param, values):
+    pairs = []
+    for value in values:
+        year, sep, amount = value.partition(":")
+        if not sep or not year.isdigit():
+            raise click.BadParameter(f"{value!r} is not YEAR:AMOUNT (e.g. 2:50000000)")
+        pairs.append({"year": int(year), "amount": amount})
+    return pairs
+
+
+@main.command()
+@click.option("--program", required=True, metavar="CODE")
+@click.option("--years", default=5, show_default=True, type=int)
+@click.option("--scenarios", default=10_000, show_default=True, type=int)
+@click.option("--pd", "pd", required=True, metavar="P", help="Yearly default probability, e.g. 0.03.")
+@click.option("--pd-sme", metavar="P", help="Yearly default probability of SME loans (overrides --pd).")
+@click.option("--pd-non-sme", metavar="P", help="Same, for loans to other enterprises.")
+@click.option("--rho", required=True, metavar="R", help="Asset correlation, e.g. 0.15.")
+@click.option("--recovery-rate", default="0", show_default=True, metavar="R")
+@click.option("--recovery-sd", default="0", show_default=True, metavar="SD")
+@click.option("--recovery-delay", default=1, show_default=True, type=int, metavar="YEARS")
+@click.option("--contribution", metavar="YUAN", help="Annual fund contribution (default: last 12 months').")
+@click.option("--new-lending", multiple=True, callback=_lending, metavar="YEAR:YUAN",
+              help="Hypothetical new lending in a simulated year (repeatable).")
+@click.option("--target", metavar="P", help="Also find the contribution keeping exhaustion at or below P.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--as-of", metavar="YYYY-MM-DD", help="The book's date (default today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
+def stress(program, years, scenarios, pd, pd_sme, pd_non_sme, rho, recovery_rate, recovery_sd,
+           recovery_delay, contribution, new_lending, target, seed, as_of, as_json) -> None:
+    """Stress-test a programme's pool: Monte Carlo of its live loans' defaults (docs/STRESS.md)."""
+    from ledger import stress as engine_
+    from ledger.fields import load
+    from api.stress_tests import ResultsOut
+    from ledger.stress_runs import AssumptionsIn
+    raw = {"years": years, "scenarios": scenarios, "default_probability": pd, "asset_correlation": rho,
+           "recovery_rate": recovery_rate, "recovery_rate_sd": recovery_sd,
+           "recovery_delay_years": recovery_delay, "new_lending": new_lending, "seed": seed}
+    optional = {"as_of": as_of, "annual_contribution": contribution, "target_exhaustion_probability": target}
+    raw.update({key: value for key, value in optional.items() if value is not None})
+    if pd_sme or pd_non_sme:
+        raw["default_probability_by"] = {"sme": pd_sme, "non_sme": pd_non_sme}
+    try:
+        assumptions = load(AssumptionsIn(), raw)
+        with _engine().connect() as conn:
+            book = engine_.load_book(conn, program, assumptions.as_of)
+    except DomainError as error:
+        _fail(error)
+    with click.progressbar(length=100, label=f"{program}: {scenarios} scenarios x {book.size} loans "
+                                             f"x {years} years", file=sys.stderr) as bar:
+        def progress(done: float) -> None:
+            bar.update(int(done * 100) - bar.pos)
+        results = ResultsOut().dump(json.loads(json.dumps(engine_.run(book, assumptions, progress), default=str)))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    _stress_report(results)
+
+
+def _stress_report(r: dict) -> None:
+    curve = ", ".join(f"{y['year']}: {y['probability']}" for y in r["exhaustion_probability_by_year"])
+    payout = r["fund_payout"]
+    click.echo(f"fund {r['fund']['balance']} yuan, contributions {r['fund']['annual_contribution']} a year; "
+               f"{r['loans']} loans, {r['claims_mean']} claims a scenario on average")
+    click.echo(f"fund exhausted by year: {curve}")
+    click.echo(f"fund payout: mean {payout['mean']}, p50 {payout['p50']}, p95 {payout['p95']}, "
+               f"p99 {payout['p99']}, max {payout['max']}")
+    for party in r["party_loss"]:
+        click.echo(f"  {party['institution']} ({party['role']}): expected {party['expected']}, p99 {party['p99']}")
+    click.echo(f"  banks: expected {r['bank_loss']['expected']}, p99 {r['bank_loss']['p99']}; of which "
+               f"caps and exhaustion: expected {r['bank_extra_loss']['expected']}, p99 {r['bank_extra_loss']['p99']}")
+    binding = ", ".join(f"{cap} {fen}" for cap, fen in r["bank_extra_loss_by_cap"].items() if fen != "0.00")
+    click.echo(f"  expected extra loss by cap: {binding or 'none'}")
+    click.echo(f"claims the fund could not pay in full: {r['uncovered_claims_mean']} a scenario on average")
+    target = r["contribution_for_target"]
+    if target:
+        click.echo(f"annual contribution keeping exhaustion <= {target['target']}: {target['annual_contribution']} "
+                   f"({target['probes']} probes)")
 
 
 if __name__ == "__main__":  # pragma: no cover

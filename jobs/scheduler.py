@@ -1,6 +1,6 @@
 """The scheduler process (`ipledger scheduler`): the only place jobs run, never web workers.
 
-Jobs: chain sealing every few seconds; idempotency-key purge daily; target snapshots nightly. Later issues add the
+Jobs: chain sealing and queued stress tests every few seconds; idempotency-key purge daily; target snapshots nightly. Later issues add the
 overdue scan, subsidy runs and target snapshots here. Each job guards itself (advisory lock or
 natural key), so a second scheduler started by mistake does no work twice.
 """
@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from jobs import tasks
 
 SEAL_EVERY_SECONDS = 5
+STRESS_POLL_SECONDS = 5
 
 
 def build(engine: Engine, *, background: bool = False):
@@ -26,4 +27,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="snapshot_targets", **common)
     scheduler.add_job(tasks.open_overdue_claims, "cron", hour=2, args=[engine],
                       id="open_overdue_claims", **common)
+    scheduler.add_job(tasks.run_stress_tests, "interval", seconds=STRESS_POLL_SECONDS, args=[engine],
+                      id="run_stress_tests", **common)
     return scheduler

@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import Engine
 
 from jobs.runs import run_once
-from ledger import chain, claims, idempotency, targets
+from ledger import chain, claims, idempotency, stress_runs, targets
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 
@@ -52,3 +52,9 @@ def open_overdue_claims(engine: Engine, today: date | None = None) -> bool:
     def work():
         return f"opened {claims.scan_overdue(engine, day)} claims"
     return run_once(engine, "open_overdue_claims", day.isoformat(), work)
+
+
+def run_stress_tests(engine: Engine) -> int:
+    """Every few seconds: run the queued pool stress tests, oldest first (each is claimed by one
+    scheduler only; one orphaned by a dead scheduler is taken again)."""
+    return stress_runs.run_queued(engine)

@@ -209,21 +209,24 @@ def _portfolio_weight(conn: Connection, loan, terms: Terms, party, day: date) ->
     """Sum over the programme's loans started up to `day` of covered principal at start x ratio."""
     if party.caps.portfolio_cap_rate is None:
         return Fraction(0)
+    rows, before = loans_started_by(conn, loan.program_id, day)
+    return sharing.portfolio_weight(terms.coverage, party, [
+        (row.principal_fen, Decimal(row.ip_share) if row.ip_share else None, spent)
+        for row, spent in zip(rows, before)])
+
+
+def loans_started_by(conn: Connection, program_id: int, day: date, *columns) -> tuple[list, list[int]]:
+    """The programme's loans started by `day`, in start-date order then id, and for each the
+    principal of its borrower's earlier loans that year (what the coverage limit already spent)."""
     rows = conn.execute(
         select(loans.c.id, loans.c.principal_fen, loans.c.ip_share, loans.c.start_date,
-               borrowers.c.credit_code)
+               borrowers.c.credit_code, *columns)
         .join(borrowers, borrowers.c.id == loans.c.borrower_id)
-        .where(loans.c.program_id == loan.program_id, loans.c.start_date <= day)
+        .where(loans.c.program_id == program_id, loans.c.start_date <= day)
         .order_by(loans.c.start_date, loans.c.id)).all()
     before = sharing.borrower_year_principal_before(
         [(r.credit_code, r.start_date.year, r.id, r.principal_fen) for r in rows])
-    weight = Fraction(0)
-    for row, spent in zip(rows, before):
-        facts = sharing.LoanFacts(row.principal_fen, row.principal_fen,
-                                  Decimal(row.ip_share) if row.ip_share else None, spent)
-        covered, _ = sharing.covered_amount(terms.coverage, facts)
-        weight += Fraction(covered) * Fraction(party.ratio_for(row.principal_fen))
-    return weight
+    return rows, before
 
 
 def _caps_used(party, party_id: int, usage, keys, fund_fen: int, paid_fen: int,

@@ -634,3 +634,29 @@ reconciliation_lines = Table(
     CheckConstraint("outcome <> 'amount_mismatch' OR statement_amount_fen <> ledger_amount_fen "
                     "OR statement_claim_id <> ledger_claim_id", name="mismatch_differs"),
 )
+
+# Pool stress tests (ledger.stress_runs): queued by the API, run by the scheduler process.
+STRESS_RUN_STATUSES = ("queued", "running", "done", "failed")
+
+stress_runs = Table(
+    "stress_runs", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False, index=True),
+    Column("assumptions_json", Text, nullable=False),  # canonical (ledger.stress_runs.AssumptionsIn)
+    Column("status", String(10), nullable=False),
+    Column("progress_pct", Integer, nullable=False),
+    Column("results_json", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    # The scheduler that holds a running run: only it writes progress and results.
+    Column("runner", String(40), nullable=True),
+    Column("created_by_key_id", ForeignKey("api_keys.id"), nullable=True, index=True),
+    _ts("created_at"),
+    _ts("started_at", nullable=True),
+    _ts("heartbeat_at", nullable=True),
+    _ts("finished_at", nullable=True),
+    Index(None, "status", "id"),  # the scheduler's poll for the oldest queued run
+    CheckConstraint(_in("status", STRESS_RUN_STATUSES), name="status"),
+    CheckConstraint("progress_pct BETWEEN 0 AND 100", name="progress_pct"),
+    CheckConstraint("status <> 'done' OR results_json IS NOT NULL", name="done_has_results"),
+)

@@ -63,8 +63,17 @@ def portfolio_limit_fen(rate_num: int, rate_den: int, weighted_principal_num: An
     The sum is passed as an exact rational (numerator, denominator) so no fen is rounded twice.
     Rounded down: a cap allows whole fen only, and never one more than the rate gives.
     """
-    limit = (rate_num * weighted_principal_num) // (rate_den * weighted_principal_den)
+    limit = portfolio_cap_fen(rate_num, rate_den, weighted_principal_num, weighted_principal_den)
     return allowance_fen(limit, owed_earlier_fen)
+
+
+def portfolio_cap_fen(rate_num: int, rate_den: int, weighted_principal_num: int,
+                      weighted_principal_den: int) -> int:
+    """floor(rate x weighted principal): the whole portfolio cap before earlier shares use it.
+
+    Python ints (the rational sum's terms outgrow int64); a simulation computes it once per
+    programme version, party and year and applies `allowance_fen` to arrays of what is owed."""
+    return (rate_num * weighted_principal_num) // (rate_den * weighted_principal_den)
 
 
 def fund_available_fen(balance_fen: Any, owed_unpaid_fen: Any) -> Any:
@@ -211,42 +220,53 @@ def rounded_shares(loss_base_fen: int, covered_fen: int,
 def party_limits(party: Party, used: CapsUsed) -> list[tuple[str, int | None]]:
     """Each cap's room for this party on this claim, in CAP_ORDER; None = the party has no such cap."""
     caps = party.caps
-    limits: list[tuple[str, int | None]] = [
-        ("per_claim", caps.per_claim_fen),
-        ("per_borrower_year", _room(caps.per_borrower_year_fen, used.borrower_year_fen)),
-        ("per_bank_year", _room(caps.per_bank_year_fen, used.bank_year_fen)),
-        ("per_program_year", _room(caps.per_program_year_fen, used.program_year_fen)),
-    ]
     portfolio = None
     if caps.portfolio_cap_rate is not None:
         rate = Fraction(caps.portfolio_cap_rate)
         base = used.portfolio_weighted_principal
-        portfolio = portfolio_limit_fen(rate.numerator, rate.denominator, base.numerator,
-                                        base.denominator, used.portfolio_owed_fen)
-    limits.append(("portfolio", portfolio))
-    fund = None
-    if caps.fund_balance:
-        fund = fund_available_fen(used.fund_balance_fen, used.fund_owed_unpaid_fen)
-    limits.append(("fund_balance", fund))
-    return limits
+        portfolio = portfolio_cap_fen(rate.numerator, rate.denominator, base.numerator,
+                                      base.denominator)
+    return cap_rooms(caps.per_claim_fen,
+                     (caps.per_borrower_year_fen, used.borrower_year_fen),
+                     (caps.per_bank_year_fen, used.bank_year_fen),
+                     (caps.per_program_year_fen, used.program_year_fen),
+                     (portfolio, used.portfolio_owed_fen),
+                     (used.fund_balance_fen if caps.fund_balance else None, used.fund_owed_unpaid_fen))
 
 
-def _room(limit_fen: int | None, used_fen: int) -> int | None:
-    return None if limit_fen is None else allowance_fen(limit_fen, used_fen)
+def cap_rooms(per_claim: Any, borrower_year: tuple[Any, Any], bank_year: tuple[Any, Any],
+              program_year: tuple[Any, Any], portfolio: tuple[Any, Any],
+              fund: tuple[Any, Any]) -> list[tuple[str, Any]]:
+    """The room each cap leaves, in CAP_ORDER, from (limit, used so far) pairs; a limit of None
+    means no such cap. Ints or int64 arrays (a simulation passes one element per scenario)."""
+    def room(pair: tuple[Any, Any]) -> Any:
+        limit, used = pair
+        return None if limit is None else allowance_fen(limit, used)
+
+    fund_limit, fund_owed = fund
+    return [("per_claim", per_claim), ("per_borrower_year", room(borrower_year)),
+            ("per_bank_year", room(bank_year)), ("per_program_year", room(program_year)),
+            ("portfolio", room(portfolio)),
+            ("fund_balance", None if fund_limit is None else fund_available_fen(fund_limit, fund_owed))]
+
+
+def cuts_in_order(share_fen: Any, limits: Sequence[tuple[str, Any]]) -> tuple[Any, list[tuple[str, Any]]]:
+    """Apply each cap in order: what is owed after them and each cap's cut (ints or arrays)."""
+    cuts: list[tuple[str, Any]] = []
+    for cap, limit in limits:
+        if limit is None:
+            continue
+        cut = cap_cut_fen(share_fen, limit)
+        cuts.append((cap, cut))
+        share_fen = share_fen - cut
+    return share_fen, cuts
 
 
 def apply_caps(party: str, share_fen: int,
                limits: Sequence[tuple[str, int | None]]) -> tuple[int, list[Cut]]:
     """Apply each cap in order; returns what the party owes and the cuts made (name, fen)."""
-    cuts: list[Cut] = []
-    for cap, limit in limits:
-        if limit is None:
-            continue
-        cut = cap_cut_fen(share_fen, limit)
-        if cut:
-            cuts.append(Cut(party, cap, cut))
-            share_fen -= cut
-    return share_fen, cuts
+    owed, cuts = cuts_in_order(share_fen, limits)
+    return owed, [Cut(party, cap, cut) for cap, cut in cuts if cut]
 
 
 def split_claim(terms: Terms, loan: LoanFacts,
@@ -350,6 +370,17 @@ def borrower_year_principal_before(loans: Sequence[tuple[str, int, Any, int]]) -
         before.append(used.get(key, 0))
         used[key] = used.get(key, 0) + principal_fen
     return before
+
+
+def portfolio_weight(coverage: Coverage, party: Party,
+                     loans: Sequence[tuple[int, Decimal | None, int]]) -> Fraction:
+    """Sum of covered principal at start x the party's ratio over (principal, IP share, the
+    borrower's earlier principal that year) rows: the base of the party's portfolio cap."""
+    weight = Fraction(0)
+    for principal_fen, ip_share, before_fen in loans:
+        covered, _ = covered_amount(coverage, LoanFacts(principal_fen, principal_fen, ip_share, before_fen))
+        weight += Fraction(covered) * Fraction(party.ratio_for(principal_fen))
+    return weight
 
 
 def split_claims_in_order(terms: Terms, claims: Sequence[ClaimInput],

@@ -49,7 +49,7 @@ def test_purge_keeps_keys_for_30_days(fresh_engine):
 
 def test_scheduler_has_its_jobs(engine):
     built = scheduler.build(engine, background=True)
-    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "open_overdue_claims",
+    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "open_overdue_claims", "run_stress_tests",
                                                     "snapshot_targets"}
 
 

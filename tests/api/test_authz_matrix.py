@@ -347,6 +347,24 @@ def recovery_request(w, caller, relation):
     claim_id = _claim_of(w, relation)
     loan_id = factories.tx(lambda conn: get_claim(conn, claim_id))["loan_id"]
     return Request(f"/v1/loans/{loan_id}/recoveries", RECOVERY)
+# --- stress tests (issue 12): queued only (no scheduler runs in these tests) ---------------------
+
+STRESS = lambda w, relation: {"years": 2, "scenarios": 10, "seed": 1, "default_probability": "0.03",  # noqa: E731
+                              "asset_correlation": "0.15"}
+_STRESS_RUNS: dict = {}
+
+
+def stress_run_path(w, caller, relation):
+    from ledger import stress_runs
+    from ledger.programs import get_program
+    key = (id(w), relation)
+    code = w.books[relation].program.code
+    if key not in _STRESS_RUNS:
+        def queue(conn):
+            a = stress_runs.assumptions_from_dict(STRESS(w, relation))
+            return stress_runs.queue_run(conn, get_program(conn, code), a, None)["id"]
+        _STRESS_RUNS[key] = factories.tx(queue)
+    return Request(f"/v1/programs/{code}/stress-tests/{_STRESS_RUNS[key]}")
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -398,6 +416,13 @@ MATRIX = {
                                                   fiscal=(201, 201, 404)),
     ("POST", "/v1/programs/{code}/fund-contributions"): Row(program_path("/fund-contributions", CONTRIBUTION),
                                                             fiscal=(201, 201, 404), pool=(201, 403, 403)),
+    # Fiscal bureaus participating in the programme, its pools, admins; 404 out of scope.
+    ("POST", "/v1/programs/{code}/stress-tests"): Row(program_path("/stress-tests", STRESS), admin=202,
+                                                      fiscal=(202, 202, 404), pool=(202, 404, 404)),
+    ("GET", "/v1/programs/{code}/stress-tests"): Row(program_path("/stress-tests"), admin=200,
+                                                     fiscal=IN_REGION, pool=OWN_ONLY),
+    ("GET", "/v1/programs/{code}/stress-tests/{run_id}"): Row(stress_run_path, admin=200, fiscal=IN_REGION,
+                                                              pool=OWN_ONLY),
     ("GET", "/v1/programs/{code}/fund"): Row(program_path("/fund"), admin=200, parties=OWN_ONLY,
                                              regional=IN_REGION),
     ("GET", "/v1/loans"): Row(fixed("/v1/loans"), everyone=200),

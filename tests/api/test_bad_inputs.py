@@ -723,6 +723,44 @@ PAYMENT_CASES = [
     Bad("recovery-by-a-pool", 403, "bank", recovery(), "pool"),
 ]
 CASES += PAYMENT_CASES
+# --- stress tests (issue 12) -------------------------------------------------------------------
+
+STRESS_BODY = {"years": 2, "scenarios": 10, "seed": 1, "default_probability": "0.03", "asset_correlation": "0.15"}
+
+
+def _stress(program="{w.program.code}", drop=(), **over):
+    body = {**{k: v for k, v in STRESS_BODY.items() if k not in drop}, **over}
+    return post(f"/v1/programs/{program}/stress-tests", body)
+
+
+STRESS_CASES = [
+    Bad("stress-probability-above-one", 422, "default_probability", _stress(default_probability="1.5"), "fiscal"),
+    Bad("stress-probability-a-float", 422, "default_probability", _stress(default_probability=0.03), "fiscal"),
+    Bad("stress-probability-missing", 422, "default_probability", _stress(drop=("default_probability",)), "fiscal"),
+    Bad("stress-correlation-missing", 422, "asset_correlation", _stress(drop=("asset_correlation",)), "fiscal"),
+    Bad("stress-too-many-years", 422, "years", _stress(years=11), "fiscal"),
+    Bad("stress-too-many-scenarios", 422, "scenarios", _stress(scenarios=20_001), "fiscal"),
+    Bad("stress-no-scenarios", 422, "scenarios", _stress(scenarios=0), "fiscal"),
+    Bad("stress-years-a-bool", 422, "years", _stress(years=True), "fiscal"),
+    Bad("stress-negative-seed", 422, "seed", _stress(seed=-1), "fiscal"),
+    Bad("stress-sme-probability-bad", 422, "sme", _stress(default_probability_by={"sme": "2"}), "fiscal"),
+    Bad("stress-lending-after-the-horizon", 422, "year",
+        _stress(new_lending=[{"year": 3, "amount": "1000000.00"}]), "fiscal"),
+    Bad("stress-lending-negative", 422, "amount", _stress(new_lending=[{"year": 1, "amount": "-1.00"}]), "fiscal"),
+    Bad("stress-lending-too-far", 422, "amount", _stress(new_lending=[{"year": 1, "amount": FAR}]), "fiscal"),
+    Bad("stress-as-of-malformed", 422, "as_of", _stress(as_of="2026-13-01"), "fiscal"),
+    Bad("stress-target-above-one", 422, "target_exhaustion_probability",
+        _stress(target_exhaustion_probability="1.01"), "fiscal"),
+    Bad("stress-unknown-field", 422, "pd", _stress(pd="0.03"), "fiscal"),
+    Bad("stress-unknown-programme", 404, "does not exist", _stress(program="no-such-programme"), "fiscal"),
+    Bad("stress-programme-of-another-province", 404, "does not exist", _stress(), "away_fiscal"),
+    Bad("stress-programme-not-the-pools", 404, "does not exist", _stress(), "other_pool"),
+    Bad("stress-by-a-bank", 403, "fiscal", _stress()),
+    Bad("stress-run-unknown", 404, "does not exist", get("/v1/programs/{w.program.code}/stress-tests/987654321"),
+        "fiscal"),
+    Bad("stress-runs-bad-limit", 422, "limit", get("/v1/programs/{w.program.code}/stress-tests?limit=0"), "fiscal"),
+]
+CASES += STRESS_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -762,3 +800,4 @@ def test_the_snapshot_sees_a_new_row_and_a_new_journal_entry(engine):
     assert with_institution["journal_sha256"] == before["journal_sha256"]
     make_loan(bank.id, BorrowerFactory(bank_id=bank.id).facts.credit_code, ProgramFactory().code)
     assert snapshot(engine)["journal_sha256"] != with_institution["journal_sha256"]
+

@@ -96,6 +96,7 @@ def role_keys(fuzz_app):
             codes[role] = factories.InstitutionFactory(kind=role, region="440000").code
         _aim_subsidy_batch(program, codes["fiscal"])
         _aim_reconciliation(codes["pool"])
+        _aim_stress_run(program.code)
         return {role: factories.make_key(role, codes.get(role)) for role in ROLES}
     finally:
         factories.bind(previous)
@@ -165,3 +166,13 @@ def _aim_reconciliation(pool: str) -> None:
     made = factories.tx(lambda conn: reconcile(conn, get_institution(conn, pool).id,
                                                Statement(date(2026, 6, 30), ()), SYSTEM))
     WORLD_PATHS["/v1/reconciliations/{reconciliation_id}"] = {"reconciliation_id": made["id"]}
+def _aim_stress_run(program: str) -> None:
+    """A queued stress test of the world's programme (no scheduler runs here: it stays queued)."""
+    from ledger import stress_runs
+    from ledger.programs import get_program
+
+    def queue(conn):
+        a = stress_runs.assumptions_from_dict({"default_probability": "0.03", "asset_correlation": "0.15",
+                                               "scenarios": 10, "years": 1, "seed": 1})
+        return stress_runs.queue_run(conn, get_program(conn, program), a, None)["id"]
+    WORLD_PATHS["/v1/programs/{code}/stress-tests/{run_id}"] = {"code": program, "run_id": factories.tx(queue)}
