@@ -170,10 +170,10 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import (accounts, borrowers, claims, health, institutions, journal, loans, programs,
+    from api import (accounts, borrowers, claims, health, institutions, jobs, journal, loans, programs,
                      rates, subsidy_batches, targets)
     for module in (health, institutions, borrowers, rates, programs, loans, accounts, journal, claims,
-                   subsidy_batches, targets):
+                   subsidy_batches, targets, jobs):
         api.register_blueprint(module.blp)
 
 

@@ -1,5 +1,5 @@
 """The `ipledger` command line (click): serve, scheduler, db, keys, institutions, rates,
-import, demo, verify, subsidies. Thin: each command calls the domain in one transaction."""
+import, demo, verify, subsidies, jobs. Thin: each command calls the domain in one transaction."""
 from __future__ import annotations
 
 import json
@@ -395,6 +395,46 @@ def verify(seal: bool, expect) -> None:
         click.echo(f"the book does not extend {expect[0]}:{expect[1]}: {result.expect.reason}", err=True)
     if not (result.balanced and result.chain_intact) or (result.expect and not result.expect.extends):
         sys.exit(1)
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs: run one now, list the runs."""
+
+
+JOB_NAMES = ("draft_subsidy_batches", "open_overdue_claims", "purge_idempotency_keys", "seal_chain",
+             "snapshot_targets")
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(JOB_NAMES))
+def jobs_run(name: str) -> None:
+    """Run one job now, as the scheduler would (once per period: a done period is skipped)."""
+    from jobs import tasks
+    result = getattr(tasks, name)(_engine())
+    click.echo(f"{name}: {result}")
+
+
+@jobs.command("runs")
+@click.option("--job", metavar="NAME")
+@click.option("--status", type=click.Choice(("running", "done", "failed")))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def jobs_runs(job: str | None, status: str | None, limit: int) -> None:
+    """The most recent runs (oldest of them first) as a table."""
+    from jobs.runs import list_runs, recent_first_id
+    with _engine().connect() as conn:
+        rows = list_runs(conn, job=job, status=status, after_id=recent_first_id(conn, job, status, limit),
+                         limit=limit)
+    header = ("job", "period", "status", "started", "seconds", "counts", "detail")
+    table = [header] + [(r["job"], r["period"], r["status"], r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                         "" if r["duration_seconds"] is None else f"{r['duration_seconds']:.1f}",
+                         " ".join(f"{k}={v}" for k, v in r["counts"].items()), r["detail"] or "")
+                        for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + str(row[-1]))
 
 
 # --- subsidies -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The scheduler process (`ipledger scheduler`): the only place jobs run, never web workers.
 
-Jobs: chain sealing every few seconds; idempotency-key purge daily; target snapshots nightly. Later issues add the
-overdue scan, subsidy runs and target snapshots here. Each job guards itself (advisory lock or
+Jobs: chain sealing every few seconds; target snapshots (01:00), the overdue scan (02:00), the
+idempotency-key purge (03:00) and subsidy drafts (04:00, each ended year of each programme with
+subsidy rules) daily. Each job guards itself (advisory lock or
 natural key), so a second scheduler started by mistake does no work twice.
 """
 from __future__ import annotations
@@ -26,4 +27,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="snapshot_targets", **common)
     scheduler.add_job(tasks.open_overdue_claims, "cron", hour=2, args=[engine],
                       id="open_overdue_claims", **common)
+    scheduler.add_job(tasks.draft_subsidy_batches, "cron", hour=4, args=[engine],
+                      id="draft_subsidy_batches", **common)
     return scheduler

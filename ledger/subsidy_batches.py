@@ -39,8 +39,8 @@ from ledger.errors import Conflict, Forbidden, Invalid, NotFound
 from ledger.identifiers import region_prefix
 from ledger.institutions import get_institution
 from ledger.journal import Actor, EntryDraft, Line, ensure_accounts, post_entries
-from ledger.programs import Program, get_program, region_and_ancestors
-from ledger.schema import (api_keys, borrowers, entries, institutions, postings, programs,
+from ledger.programs import Program, get_program, load_programs, region_and_ancestors
+from ledger.schema import (api_keys, borrowers, entries, institutions, loans, postings, programs,
                            subsidy_batch_entries, subsidy_batches, subsidy_excluded, subsidy_lines)
 from ledger.subsidies import Prior, Result, draft_lines, parse_period
 
@@ -263,6 +263,57 @@ def _store_lines(conn: Connection, batch_id: int, result: Result) -> None:
     insert_many(conn, subsidy_lines, rows)
     insert_many(conn, subsidy_excluded, [{"batch_id": batch_id, "loan_id": e.loan_id, "kind": e.kind,
                                           "reason": e.reason} for e in result.excluded])
+
+
+# --- the schedule -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DuePeriod:
+    """A programme's period the scheduler drafts: ended, rules in force, nothing live on it."""
+
+    program_code: str
+    period: str
+    bureau: Bureau
+
+
+def payer_of(conn: Connection, program: Program) -> Bureau | None:
+    """The fiscal bureau that pays a programme's subsidies when the scheduler drafts them: the
+    bureau of the programme's own region, else the only fiscal bureau involved in it (a city's
+    bureau under a provincial scheme). None when that is not one bureau: an officer drafts."""
+    rows = conn.execute(select(institutions.c.id, institutions.c.region)
+                        .where(institutions.c.kind == "fiscal").order_by(institutions.c.id)).all()
+    involved = [row for row in rows if program.involves_region(row.region)]
+    own = [row for row in involved if row.region == program.region]
+    chosen = own[:1] or (involved if len(involved) == 1 else [])
+    return Bureau(chosen[0].id, chosen[0].region) if chosen else None
+
+
+def due_periods(conn: Connection, today: date, programs_limit: int = 10_000) -> list[DuePeriod]:
+    """Every year that has ended, from the year of a programme's first loan, whose rules (the
+    version in force on its last day) have subsidies and on which no live batch lies (a quarter
+    drafted by hand holds its year). Years only: the rules do not say a programme pays by
+    quarter, so quarterly batches are drafted by an officer."""
+    first_start = dict(conn.execute(select(loans.c.program_id, func.min(loans.c.start_date))
+                                    .group_by(loans.c.program_id)).all())
+    live = conn.execute(select(subsidy_batches.c.program_id, subsidy_batches.c.period_start,
+                               subsidy_batches.c.period_end)
+                        .where(subsidy_batches.c.status.in_(LIVE_STATUSES))).all()
+    codes = conn.execute(select(programs.c.code).where(programs.c.id.in_(list(first_start)))
+                         .order_by(programs.c.id).limit(programs_limit)).scalars().all()
+    due = []
+    for program in sorted(load_programs(conn, codes).values(), key=lambda p: p.id):
+        bureau = None
+        for year in range(first_start[program.id].year, today.year):
+            start, end = date(year, 1, 1), date(year + 1, 1, 1)
+            version = program.version_on(end - timedelta(days=1))
+            if version is None or not version.terms.subsidies:
+                continue
+            if any(b.program_id == program.id and b.period_start < end and b.period_end > start for b in live):
+                continue
+            bureau = bureau or payer_of(conn, program)
+            if bureau is not None:
+                due.append(DuePeriod(program.code, str(year), bureau))
+    return due
 
 
 # --- the state changes ---------------------------------------------------------------------------
