@@ -74,6 +74,13 @@ def _run_demo(engine) -> None:
         for bar in bars.values():
             bar.render_finish()
     click.echo("demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    if summary.get("lpr_months_recorded_as_demo_data", "none") != "none":
+        click.echo(f"recorded one-year LPR for {summary['lpr_months_recorded_as_demo_data']} as DEMO data "
+                   "(months the seed lacks, at the demo's values): record the published ones on a real book")
+    if summary.get("subsidy_batches_posted"):
+        click.echo(f"subsidies: {summary['subsidy_batches_posted']} batches posted "
+                   f"({summary['subsidy_lines_posted']} lines, {summary['subsidies_paid']} yuan); "
+                   f"{summary['subsidy_draft']} awaits approval by a second fiscal officer")
 
 
 @main.command()

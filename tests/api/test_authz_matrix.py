@@ -352,6 +352,8 @@ MATRIX = {
                                           regional=IN_REGION),
     ("POST", "/v1/claims/{claim_id}/withdrawal"): Row(claim_path("/withdrawal", WITHDRAWAL, fresh=True),
                                                       bank=(201, 404, 404)),
+    # --- job runs (issue 9): operational, not regional: admins, fiscal bureaus and auditors
+    ("GET", "/v1/jobs/runs"): Row(fixed("/v1/jobs/runs?job=draft_subsidy_batches"), admin=200, regional=200),
 }
 
 

@@ -95,6 +95,7 @@ def role_keys(fuzz_app):
         for role in ("guarantor", "fiscal", "auditor"):
             codes[role] = factories.InstitutionFactory(kind=role, region="440000").code
         _aim_subsidy_batch(program, codes["fiscal"])
+        _aim_job_runs(engine)
         return {role: factories.make_key(role, codes.get(role)) for role in ROLES}
     finally:
         factories.bind(previous)
@@ -147,3 +148,11 @@ def _aim_subsidy_batch(program, fiscal: str) -> None:
     for path in schema:
         if path.startswith("/v1/subsidy-batches/{batch_id}"):
             WORLD_PATHS[path] = {"batch_id": batch_id}
+
+
+def _aim_job_runs(engine) -> None:
+    """Job runs to list (issue 9): one done with counts, one failed (no counts, a detail)."""
+    from jobs import runs
+    runs.run_once(engine, "fuzz_world_job", "2026-01-05", lambda: runs.Outcome("made 1 thing", {"things": 1}))
+    with pytest.raises(RuntimeError):
+        runs.run_once(engine, "fuzz_world_job", "2026-01-06", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
