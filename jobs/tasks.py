@@ -67,7 +67,8 @@ PAUSE_IN_DRAFT_ENV = "IPLEDGER_TEST_PAUSE_IN_DRAFT_SECONDS"
 
 def draft_subsidy_batches(engine: Engine, today: date | None = None) -> int:
     """Daily: draft each programme's batch for every year that has ended and has none live,
-    once per (programme, period); returns how many it drafted. A period that fails (a month of
+    once per (programme, period); returns how many such runs it did (a year with nobody to pay
+    and nobody excluded is a run without a batch). A period that fails (a month of
     LPR not recorded) is recorded as a failed run and retried the next day; the others go on."""
     day = today or business_today()
     done = finished_periods(engine, DRAFT_SUBSIDY_BATCHES)
@@ -84,7 +85,14 @@ def draft_subsidy_batches(engine: Engine, today: date | None = None) -> int:
 
 
 def _draft(conn, item: subsidy_batches.DuePeriod, day: date) -> Outcome:
+    savepoint = conn.begin_nested()
     batch = subsidy_batches.draft_batch(conn, item.program_code, item.period, item.bureau, today=day)
+    if batch["line_count"] == 0 and batch["excluded_count"] == 0:
+        # Nobody to pay and nobody excluded: an empty batch would only ask an officer to approve
+        # nothing. The run is done all the same (the year is closed).
+        savepoint.rollback()
+        return Outcome("nothing to pay", {"batches": 0, "lines": 0, "excluded": 0, "total_fen": 0})
+    savepoint.commit()
     pause_seconds = float(os.environ.get(PAUSE_IN_DRAFT_ENV) or 0)
     if pause_seconds:
         print(f"paused in draft of batch {batch['id']}", file=sys.stderr, flush=True)
