@@ -173,9 +173,12 @@ def test_a_run_killed_mid_draft_is_redone_cleanly_by_the_next_start(fresh_engine
 def test_two_schedulers_racing_draft_one_batch_per_programme_and_period(fresh_engine):
     program, other = _book(), _book(subsidies=INTEREST_ONLY + [
         {"kind": "premium", "method": "pct_of_paid", "pct": "0.50"}])
-    racers = [_job_process(fresh_engine, pause_seconds=0.5) for _ in range(2)]
+    # Each draft pauses 2 s inside its transaction: the two processes overlap on every period.
+    racers = [_job_process(fresh_engine, pause_seconds=2) for _ in range(2)]
     results = [racer.communicate(timeout=180) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0], results
+    # Neither worked on a period the other held (a taken-over run fails loudly, and is logged).
+    assert not any("failed" in err or "Traceback" in err for _, err in results), results
     drafted = sorted(int(out.strip().rsplit(" ", 1)[1]) for out, _ in results)
     assert sum(drafted) == 4, results  # two programmes x two years, between them
     for code in (program.code, other.code):
