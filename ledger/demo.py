@@ -24,7 +24,7 @@ rule of the ledger applies to demo data exactly as to real data):
   programmes (interest by `pct_of_paid` and by `pct_of_reference_rate`, the premium and the
   guarantee fee: drafted as the scheduler does, approved by a second officer's fiscal key, posted)
   and the last ended year of the Guangdong scheme drafted, awaiting approval. LPR months the
-  loans need that the seed lacks (2019-01..2019-07; after 2025-05 when `as_of` is past 2026) are
+  loans need that the seed lacks (2018-12..2019-07; after 2025-05 when `as_of` is past 2026) are
   recorded first at the demo's values, and the summary says which.
 - Cost: each fee and repayment is one `record_fee` / `record_repayment` call (several statements
   each), which dominates the run: about a minute on SQLite at the default size.
@@ -827,7 +827,9 @@ def _subsidies(engine: Engine, book: Plan, as_of: date) -> dict:
     if first_start is None or first_start.year >= last:
         return {"lpr_months_recorded_as_demo_data": "none", "subsidy_batches_posted": 0,
                 "subsidy_batches_awaiting_approval": 0}
-    recorded = run_in_transaction(engine, lambda conn: _record_lpr_months(conn, first_start, date(last, 12, 1)))
+    # From the month before the first start (`month_before_start` reads it) to December of `last`.
+    recorded = run_in_transaction(engine, lambda conn: _record_lpr_months(
+        conn, add_months(first_start.replace(day=1), -1), date(last, 12, 1)))
     posted = [run_in_transaction(engine, lambda conn, code=code: _pay(conn, code, str(last - 1), as_of))
               for code in (GD_PROGRAM, CD_PROGRAM)]
     waiting = run_in_transaction(engine, lambda conn: _draft(conn, GD_PROGRAM, str(last), as_of))

@@ -224,8 +224,12 @@ def _assert_subsidies(summary: dict) -> None:
     assert summary["subsidy_lines_posted"] == made[0]["line_count"] + made[1]["line_count"]
     assert summary["subsidies_paid"] == format_fen(sum(paid.values()))
     assert summary["subsidy_draft"] == f"{demo.GD_PROGRAM} 2024 (batch {made[-1]['id']})"
-    # Loans from 2019-01 need LPRs the seed (2019-08..2025-05) lacks: the demo recorded them.
-    months = tx(lambda conn: conn.execute(select(reference_rates.c.month, reference_rates.c.rate)
-                                          .where(reference_rates.c.month < "2019-08")).all())
-    assert summary["lpr_months_recorded_as_demo_data"] == "2019-01..2019-07"
-    assert sorted(months) == [(f"2019-0{m}", "0.0431") for m in range(1, 8)]
+    # Loans from 2019-01 need LPRs the seed (2019-08..2025-05) lacks, from the month before the
+    # first start (a `month_before_start` rule reads it): the demo recorded them, and says so.
+    months = sorted(tx(lambda conn: conn.execute(select(reference_rates.c.month, reference_rates.c.rate)
+                                                 .where(reference_rates.c.month < "2019-08")).all()))
+    first_start = tx(lambda conn: conn.execute(select(func.min(loans.c.start_date))).scalar_one())
+    expected_first = (first_start.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    assert summary["lpr_months_recorded_as_demo_data"] == f"{expected_first}..2019-07"
+    assert months[0][0] == expected_first and {rate for _, rate in months} == {"0.0431"}
+    assert len(months) == 12 * (2019 - int(expected_first[:4])) + 8 - int(expected_first[5:])
