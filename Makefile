@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test fuzz bench
+.PHONY: run test fuzz bench bench-subsidies
 # Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
 run: $(VENV)/.installed
 	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
@@ -34,3 +34,9 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/loans_single.py
 	$(VENV)/bin/python bench/loans_batch.py
 	$(VENV)/bin/python bench/loans_server.py
+
+# A subsidy draft over 1,000,000 loans on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to
+# point elsewhere) beside the per-loan loop and a raw COPY; several minutes (mostly generating
+# the book). On a shared machine: flock /work/bench.lock make bench-subsidies
+bench-subsidies: $(VENV)/.installed
+	$(VENV)/bin/python bench/subsidies.py --postgres --loans 1000000

@@ -174,10 +174,10 @@ def app_view():
 
 
 def _register_blueprints(api: Api) -> None:
-    from api import (accounts, audit, borrowers, claims, health, institutions, journal, loans, programs,
-                     rates, reconciliations, recoveries, stress_tests, subsidy_batches, targets)
+    from api import (accounts, audit, borrowers, claims, health, institutions, jobs, journal, loans,
+                     programs, rates, reconciliations, recoveries, stress_tests, subsidy_batches, targets)
     for module in (health, institutions, borrowers, rates, programs, loans, recoveries, accounts, journal,
-                   claims, subsidy_batches, targets, audit, reconciliations, stress_tests):
+                   claims, subsidy_batches, targets, audit, reconciliations, stress_tests, jobs):
         api.register_blueprint(module.blp)
 
 

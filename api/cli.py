@@ -1,5 +1,6 @@
 """The `ipledger` command line (click): serve, scheduler, db, keys, institutions, rates,
-import, demo, verify, subsidies, stress. Thin: each command calls the domain in one transaction."""
+import, demo, verify, subsidies, stress, jobs, audit, reconcile. Thin: each command calls the domain
+in one transaction."""
 from __future__ import annotations
 
 import json
@@ -75,6 +76,13 @@ def _run_demo(engine) -> None:
         for bar in bars.values():
             bar.render_finish()
     click.echo("demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    if summary.get("lpr_months_recorded_as_demo_data", "none") != "none":
+        click.echo(f"recorded one-year LPR for {summary['lpr_months_recorded_as_demo_data']} as DEMO data "
+                   "(months the seed lacks, at the demo's values): record the published ones on a real book")
+    if summary.get("subsidy_batches_posted"):
+        click.echo(f"subsidies: {summary['subsidy_batches_posted']} batches posted "
+                   f"({summary['subsidy_lines_posted']} lines, {summary['subsidies_paid']} yuan); "
+                   f"{summary['subsidy_draft']} awaits approval by a second fiscal officer")
 
 
 @main.command()
@@ -504,6 +512,44 @@ def reconcile(path: str, institution: str, statement_date: str) -> None:
 def _fen_text(fen) -> str:
     from ledger.money import format_yuan
     return "-" if fen is None else format_yuan(fen)
+# --- jobs --------------------------------------------------------------------------------------
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs: run one now, list the runs."""
+
+
+JOB_NAMES = ("draft_subsidy_batches", "open_overdue_claims", "purge_idempotency_keys", "seal_chain",
+             "snapshot_targets")
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(JOB_NAMES))
+def jobs_run(name: str) -> None:
+    """Run one job now, as the scheduler would (once per period: a done period is skipped)."""
+    from jobs import tasks
+    result = getattr(tasks, name)(_engine())
+    click.echo(f"{name}: {result}")
+
+
+@jobs.command("runs")
+@click.option("--job", metavar="NAME")
+@click.option("--status", type=click.Choice(("running", "done", "failed")))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def jobs_runs(job: str | None, status: str | None, limit: int) -> None:
+    """The most recent runs (oldest of them first) as a table."""
+    from jobs.runs import list_runs, recent_first_id
+    with _engine().connect() as conn:
+        rows = list_runs(conn, job=job, status=status, after_id=recent_first_id(conn, job, status, limit),
+                         limit=limit)
+    header = ("job", "period", "status", "started", "seconds", "counts", "detail")
+    table = [header] + [(r["job"], r["period"], r["status"], r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                         "" if r["duration_seconds"] is None else f"{r['duration_seconds']:.1f}",
+                         " ".join(f"{k}={v}" for k, v in r["counts"].items()), r["detail"] or "")
+                        for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + str(row[-1]))
 
 
 # --- subsidies -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The scheduler process (`ipledger scheduler`): the only place jobs run, never web workers.
 
-Jobs: chain sealing and queued stress tests every few seconds; idempotency-key purge daily; target snapshots nightly. Later issues add the
-overdue scan, subsidy runs and target snapshots here. Each job guards itself (advisory lock or
+Jobs: chain sealing and queued stress tests every few seconds; target snapshots (01:00), the overdue scan (02:00), the
+idempotency-key purge (03:00) and subsidy drafts (04:00, each ended year of each programme with
+subsidy rules) daily. Each job guards itself (advisory lock or
 natural key), so a second scheduler started by mistake does no work twice.
 """
 from __future__ import annotations
@@ -29,4 +30,6 @@ def build(engine: Engine, *, background: bool = False):
                       id="open_overdue_claims", **common)
     scheduler.add_job(tasks.run_stress_tests, "interval", seconds=STRESS_POLL_SECONDS, args=[engine],
                       id="run_stress_tests", **common)
+    scheduler.add_job(tasks.draft_subsidy_batches, "cron", hour=4, args=[engine],
+                      id="draft_subsidy_batches", **common)
     return scheduler

@@ -25,6 +25,12 @@ rule of the ledger applies to demo data exactly as to real data):
   settles; on the next such claim the pays-first party (else the first) pays half, so it stays
   open; and the settled claim's pledged IP is auctioned (`ledger.recoveries`): the net returned
   pro rata to what each bore, the pool's part to the treasury (both programmes redirect it).
+- then the subsidies (`_subsidies`): the year before the last ended year paid under both
+  programmes (interest by `pct_of_paid` and by `pct_of_reference_rate`, the premium and the
+  guarantee fee: drafted as the scheduler does, approved by a second officer's fiscal key, posted)
+  and the last ended year of the Guangdong scheme drafted, awaiting approval. LPR months the
+  loans need that the seed lacks (2018-12..2019-07; after 2025-05 when `as_of` is past 2026) are
+  recorded first at the demo's values, and the summary says which.
 - Cost: each fee and repayment is one `record_fee` / `record_repayment` call (several statements
   each), which dominates the run: about a minute on SQLite at the default size.
 
@@ -47,15 +53,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from ledger import institutions as inst
 from ledger import loans as loan_domain
-from ledger import programs
+from ledger import programs, subsidy_batches
 from ledger.db import run_in_transaction
 from ledger.dates import today as business_today
 from ledger.claims import scan_overdue
+from ledger.keys import create_key
+from ledger.rates import record_rate
+from ledger.schema import institutions, reference_rates
 from ledger.targets import take_snapshot
 from ledger.errors import Conflict, Invalid
 from ledger.identifiers import (
@@ -731,6 +741,7 @@ def run(engine: Engine, progress: Progress | None = None, seed: int = DEFAULT_SE
     counts.update(run_in_transaction(engine, lambda conn: _pay_and_recover(conn, as_of)))
     # The targets snapshot, as the nightly job takes it: /v1/targets answers from it at once.
     counts["target_region_years"] = run_in_transaction(engine, take_snapshot).rows
+    counts.update(_subsidies(engine, book, as_of))
     return {"institutions": len(INSTITUTIONS), "programs": len(PROGRAMS), "program_versions": 3,
             "borrowers": len(book.borrowers) + len(SAMPLE_BORROWERS), **counts,
             "as_of": as_of.isoformat(), "seconds": round(time.perf_counter() - started, 1)}
@@ -846,3 +857,71 @@ def _post_book(engine: Engine, book: Plan, ids: dict[str, int], as_of: date, rep
     return counts
 
 
+
+
+# --- subsidies: what the fiscal bureaus paid ----------------------------------------------------
+
+def _subsidies(engine: Engine, book: Plan, as_of: date) -> dict:
+    """The year before last ended is paid under both programmes (interest by both methods, the
+    premium and the guarantee fee), the last ended year of the Guangdong scheme is drafted and
+    awaits approval. The bureaus draft as the scheduler does (no key); a second officer (a demo
+    fiscal key per bureau) approves. LPR months the draws need that the seed lacks (before
+    2019-08, after 2025-05) are recorded first, as demo data."""
+    last = as_of.year - 1  # the last year that has ended
+    first_start = min((loan.start for loan in book.loans if loan.start <= as_of), default=None)
+    if first_start is None or first_start.year >= last:
+        return {"lpr_months_recorded_as_demo_data": "none", "subsidy_batches_posted": 0,
+                "subsidy_batches_awaiting_approval": 0}
+    # From the month before the first start (`month_before_start` reads it) to December of `last`.
+    recorded = run_in_transaction(engine, lambda conn: _record_lpr_months(
+        conn, add_months(first_start.replace(day=1), -1), date(last, 12, 1)))
+    posted = [run_in_transaction(engine, lambda conn, code=code: _pay(conn, code, str(last - 1), as_of))
+              for code in (GD_PROGRAM, CD_PROGRAM)]
+    waiting = run_in_transaction(engine, lambda conn: _draft(conn, GD_PROGRAM, str(last), as_of))
+    return {"lpr_months_recorded_as_demo_data": _month_ranges(recorded),
+            "subsidy_batches_posted": len(posted), "subsidy_lines_posted": sum(b["line_count"] for b in posted),
+            "subsidies_paid": format_yuan(sum(b["total_fen"] for b in posted)),
+            "subsidy_batches_awaiting_approval": 1, "subsidy_draft": f"{GD_PROGRAM} {last} (batch {waiting['id']})"}
+
+
+def _record_lpr_months(conn, first: date, last: date) -> list[str]:
+    """Each month from `first` to `last` with no LPR1Y recorded, at the demo's value for it."""
+    have = set(conn.execute(select(reference_rates.c.month).where(reference_rates.c.name == "LPR1Y")).scalars())
+    months = []
+    day = first.replace(day=1)
+    while day <= last:
+        month = day.strftime("%Y-%m")
+        if month not in have:
+            # basis points / 10^4: an exact 4-place decimal rate, e.g. 300 -> 0.0300
+            record_rate(conn, "LPR1Y", month, Decimal(_lpr_bp(day)).scaleb(-4))
+            months.append(month)
+        day = add_months(day, 1)
+    return months
+
+
+def _month_ranges(months: list[str]) -> str:
+    """["2019-01", "2019-02", "2025-06"] -> "2019-01..2019-02, 2025-06" (months in order)."""
+    ranges: list[list[str]] = []
+    for month in months:
+        if ranges and add_months(date.fromisoformat(ranges[-1][-1] + "-01"), 1).strftime("%Y-%m") == month:
+            ranges[-1][1:] = [month]
+        else:
+            ranges.append([month])
+    return ", ".join("..".join(r) for r in ranges) or "none"
+
+
+def _draft(conn, code: str, period: str, as_of: date) -> dict:
+    program = programs.get_program(conn, code)
+    bureau = subsidy_batches.payer_of(conn, program)
+    assert bureau is not None, f"the demo's {code} has one paying bureau"
+    return subsidy_batches.draft_batch(conn, code, period, bureau, today=as_of)
+
+
+def _pay(conn, code: str, period: str, as_of: date) -> dict:
+    made = _draft(conn, code, period, as_of)
+    bureau = subsidy_batches.payer_of(conn, programs.get_program(conn, code))
+    bureau_code = conn.execute(select(institutions.c.code).where(institutions.c.id == bureau.institution_id)).scalar_one()
+    prefix, _secret = create_key(conn, "fiscal", bureau_code, label="demo approving officer")
+    checker = subsidy_batches.bureau_of(conn, key_prefix=prefix)
+    subsidy_batches.approve(conn, made["id"], checker)
+    return subsidy_batches.post(conn, made["id"], checker, today=as_of)

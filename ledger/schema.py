@@ -43,6 +43,7 @@ INSTITUTION_KINDS = ("bank", "insurer", "guarantor", "pool", "fiscal", "appraise
                      "auditor")
 ROLES = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 ACCOUNT_KINDS = ("asset", "liability", "equity", "income", "expense")
+JOB_RUN_STATUSES = ("running", "done", "failed")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -167,7 +168,10 @@ job_runs = Table(
     Column("detail", Text, nullable=True),
     _ts("started_at"),
     _ts("finished_at", nullable=True),
+    Column("owner", String(80), nullable=True),      # host:pid of the running scheduler (0011)
+    Column("counts_json", Text, nullable=True),      # what the run made, {"batches": 1, ...} (0011)
     UniqueConstraint("job", "period"),
+    CheckConstraint(_in("status", JOB_RUN_STATUSES), name="status"),
 )
 
 

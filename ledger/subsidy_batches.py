@@ -28,19 +28,20 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
 from ledger.bulk import insert_many
 from ledger.dates import today as business_today
-from ledger.db import utcnow
+from ledger.db import is_postgres, utcnow
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound
 from ledger.identifiers import region_prefix
 from ledger.institutions import get_institution
 from ledger.journal import Actor, EntryDraft, Line, ensure_accounts, post_entries
-from ledger.programs import Program, get_program, region_and_ancestors
-from ledger.schema import (api_keys, borrowers, entries, institutions, postings, programs,
+from ledger.programs import Program, get_program, load_programs, region_and_ancestors
+from ledger.schema import (api_keys, borrowers, entries, institutions, loans, postings, programs,
                            subsidy_batch_entries, subsidy_batches, subsidy_excluded, subsidy_lines)
 from ledger.subsidies import Prior, Result, draft_lines, parse_period
 
@@ -252,6 +253,71 @@ def _insert_batch(conn, program_id, version_id, period, start, end, bureau: Bure
 
 
 def _store_lines(conn: Connection, batch_id: int, result: Result) -> None:
+    if is_postgres(conn):
+        _copy_lines(conn, batch_id, result)
+    else:
+        _insert_lines(conn, batch_id, result)
+    insert_many(conn, subsidy_excluded, [{"batch_id": batch_id, "loan_id": e.loan_id, "kind": e.kind,
+                                          "reason": e.reason} for e in result.excluded])
+
+
+# PostgreSQL binary COPY of the lines (the columns' own widths: borrowers.id is an int4).
+_LINE_COPY = ("COPY subsidy_lines (batch_id, loan_id, borrower_id, kind, method, basis_fen, computed_fen, "
+              "amount_fen, capped_by) FROM STDIN (FORMAT binary)")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
+_COPY_TRAILER = b"\xff\xff"
+
+
+def _copy_lines(conn: Connection, batch_id: int, result: Result) -> None:
+    """One binary COPY of every line, built by numpy a block at a time: each block is one rule's
+    lines bound by the same caps (rows of one fixed size), in book order within the block. So
+    the lines' ids run by rule, then by the caps that bound them, then in book order."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(_LINE_COPY) as copy:
+            copy.write(_COPY_HEADER)
+            for chunk in result.by_rule:
+                for capped_by, rows in _by_caps(chunk):
+                    copy.write(_line_block(batch_id, chunk, capped_by, rows))
+            copy.write(_COPY_TRAILER)
+    finally:
+        cursor.close()
+
+
+def _by_caps(chunk) -> list[tuple[str, np.ndarray]]:
+    """The chunk's line positions grouped by the caps that bound them (at most 2^caps groups)."""
+    names = list(chunk.bound)
+    code = np.zeros(len(chunk.loan_id), dtype=np.int64)
+    for bit, name in enumerate(names):
+        code |= chunk.bound[name].astype(np.int64) << bit
+    return [(CAP_SEPARATOR.join(n for bit, n in enumerate(names) if value >> bit & 1), np.flatnonzero(code == value))
+            for value in np.unique(code).tolist()]
+
+
+def _line_block(batch_id: int, chunk, capped_by: str, rows: np.ndarray) -> bytes:
+    texts = [t.encode() for t in (chunk.kind, chunk.method, capped_by)]
+    fields = [("count", ">i2"), ("batch_len", ">i4"), ("batch", ">i8"), ("loan_len", ">i4"), ("loan", ">i8"),
+              ("borrower_len", ">i4"), ("borrower", ">i4"), ("kind_len", ">i4"), ("kind", f"S{len(texts[0])}"),
+              ("method_len", ">i4"), ("method", f"S{len(texts[1])}"), ("basis_len", ">i4"), ("basis", ">i8"),
+              ("computed_len", ">i4"), ("computed", ">i8"), ("amount_len", ">i4"), ("amount", ">i8"),
+              ("capped_len", ">i4")] + ([("capped", f"S{len(texts[2])}")] if texts[2] else [])
+    block = np.zeros(len(rows), dtype=np.dtype(fields))
+    block["count"] = 9
+    for name, width in (("batch", 8), ("loan", 8), ("borrower", 4), ("basis", 8), ("computed", 8), ("amount", 8)):
+        block[f"{name}_len"] = width
+    block["batch"], block["loan"], block["borrower"] = batch_id, chunk.loan_id[rows], chunk.borrower_id[rows]
+    assert (chunk.borrower_id[rows] < 2 ** 31).all(), "borrower ids are int4"
+    block["kind_len"], block["kind"] = len(texts[0]), texts[0]
+    block["method_len"], block["method"] = len(texts[1]), texts[1]
+    block["basis"], block["computed"], block["amount"] = (chunk.basis_fen[rows], chunk.computed_fen[rows],
+                                                          chunk.amount_fen[rows])
+    block["capped_len"] = len(texts[2])
+    if texts[2]:
+        block["capped"] = texts[2]
+    return block.tobytes()
+
+
+def _insert_lines(conn: Connection, batch_id: int, result: Result) -> None:
     rows: list[dict] = []
     for chunk in result.by_rule:
         masks = [(name, mask.tolist()) for name, mask in chunk.bound.items()]
@@ -263,8 +329,57 @@ def _store_lines(conn: Connection, batch_id: int, result: Result) -> None:
                          "computed_fen": computed, "amount_fen": amount,
                          "capped_by": CAP_SEPARATOR.join(n for n, mask in masks if mask[j])})
     insert_many(conn, subsidy_lines, rows)
-    insert_many(conn, subsidy_excluded, [{"batch_id": batch_id, "loan_id": e.loan_id, "kind": e.kind,
-                                          "reason": e.reason} for e in result.excluded])
+
+
+# --- the schedule -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DuePeriod:
+    """A programme's period the scheduler drafts: ended, rules in force, nothing live on it."""
+
+    program_code: str
+    period: str
+    bureau: Bureau
+
+
+def payer_of(conn: Connection, program: Program) -> Bureau | None:
+    """The fiscal bureau that pays a programme's subsidies when the scheduler drafts them: the
+    bureau of the programme's own region, else the only fiscal bureau involved in it (a city's
+    bureau under a provincial scheme). None when that is not one bureau: an officer drafts."""
+    rows = conn.execute(select(institutions.c.id, institutions.c.region)
+                        .where(institutions.c.kind == "fiscal").order_by(institutions.c.id)).all()
+    involved = [row for row in rows if program.involves_region(row.region)]
+    own = [row for row in involved if row.region == program.region]
+    chosen = own[:1] or (involved if len(involved) == 1 else [])
+    return Bureau(chosen[0].id, chosen[0].region) if chosen else None
+
+
+def due_periods(conn: Connection, today: date, programs_limit: int = 10_000) -> list[DuePeriod]:
+    """Every year that has ended, from the year of a programme's first loan, whose rules (the
+    version in force on its last day) have subsidies and on which no live batch lies (a quarter
+    drafted by hand holds its year). Years only: the rules do not say a programme pays by
+    quarter, so quarterly batches are drafted by an officer."""
+    first_start = dict(conn.execute(select(loans.c.program_id, func.min(loans.c.start_date))
+                                    .group_by(loans.c.program_id)).all())
+    live = conn.execute(select(subsidy_batches.c.program_id, subsidy_batches.c.period_start,
+                               subsidy_batches.c.period_end)
+                        .where(subsidy_batches.c.status.in_(LIVE_STATUSES))).all()
+    codes = conn.execute(select(programs.c.code).where(programs.c.id.in_(list(first_start)))
+                         .order_by(programs.c.id).limit(programs_limit)).scalars().all()
+    due = []
+    for program in sorted(load_programs(conn, codes).values(), key=lambda p: p.id):
+        bureau = None
+        for year in range(first_start[program.id].year, today.year):
+            start, end = date(year, 1, 1), date(year + 1, 1, 1)
+            version = program.version_on(end - timedelta(days=1))
+            if version is None or not version.terms.subsidies:
+                continue
+            if any(b.program_id == program.id and b.period_start < end and b.period_end > start for b in live):
+                continue
+            bureau = bureau or payer_of(conn, program)
+            if bureau is not None:
+                due.append(DuePeriod(program.code, str(year), bureau))
+    return due
 
 
 # --- the state changes ---------------------------------------------------------------------------

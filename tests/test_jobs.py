@@ -49,8 +49,8 @@ def test_purge_keeps_keys_for_30_days(fresh_engine):
 
 def test_scheduler_has_its_jobs(engine):
     built = scheduler.build(engine, background=True)
-    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "open_overdue_claims", "run_stress_tests",
-                                                    "snapshot_targets"}
+    assert {job.id for job in built.get_jobs()} == {"seal_chain", "purge_idempotency_keys", "open_overdue_claims",
+                                                    "run_stress_tests", "snapshot_targets", "draft_subsidy_batches"}
 
 
 def test_the_overdue_scan_opens_claims_once_a_day(fresh_engine):

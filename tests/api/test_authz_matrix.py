@@ -465,6 +465,8 @@ MATRIX = {
     # Banks, bureaus, auditors and admins never pay (403); a party pays on its own claims only.
     ("POST", "/v1/claims/{claim_id}/payments"): Row(payment_request, parties=OWN_ONLY_201),
     ("POST", "/v1/loans/{loan_id}/recoveries"): Row(recovery_request, bank=(201, 404, 404)),
+    # --- job runs (issue 9): operational, not regional: admins, fiscal bureaus and auditors
+    ("GET", "/v1/jobs/runs"): Row(fixed("/v1/jobs/runs?job=draft_subsidy_batches"), admin=200, regional=200),
 }
 
 

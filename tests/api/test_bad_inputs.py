@@ -632,6 +632,15 @@ SUBSIDY_CASES = [
 ]
 CASES += SUBSIDY_CASES
 
+JOB_RUN_CASES = [
+    Bad("job-runs-bad-status", 422, "status", get("/v1/jobs/runs?status=crashed"), "fiscal"),
+    Bad("job-runs-bad-job-name", 422, "job", get("/v1/jobs/runs?job=no%20such%20job"), "admin"),
+    Bad("job-runs-bad-limit", 422, "limit", get("/v1/jobs/runs?limit=1001"), "fiscal"),
+    Bad("job-runs-bad-cursor", 422, "after", get("/v1/jobs/runs?after=not-a-cursor"), "fiscal"),
+    Bad("job-runs-by-a-bank", 403, "role", get("/v1/jobs/runs"), "bank"),
+]
+CASES += JOB_RUN_CASES
+
 
 # --- claim payments and recoveries (issue 8) ---------------------------------------------------
 

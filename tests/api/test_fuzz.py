@@ -97,6 +97,7 @@ def role_keys(fuzz_app):
         _aim_subsidy_batch(program, codes["fiscal"])
         _aim_reconciliation(codes["pool"])
         _aim_stress_run(program.code)
+        _aim_job_runs(engine)
         return {role: factories.make_key(role, codes.get(role)) for role in ROLES}
     finally:
         factories.bind(previous)
@@ -176,3 +177,9 @@ def _aim_stress_run(program: str) -> None:
                                                "scenarios": 10, "years": 1, "seed": 1})
         return stress_runs.queue_run(conn, get_program(conn, program), a, None)["id"]
     WORLD_PATHS["/v1/programs/{code}/stress-tests/{run_id}"] = {"code": program, "run_id": factories.tx(queue)}
+def _aim_job_runs(engine) -> None:
+    """Job runs to list (issue 9): one done with counts, one failed (no counts, a detail)."""
+    from jobs import runs
+    runs.run_once(engine, "fuzz_world_job", "2026-01-05", lambda: runs.Outcome("made 1 thing", {"things": 1}))
+    with pytest.raises(RuntimeError):
+        runs.run_once(engine, "fuzz_world_job", "2026-01-06", lambda: (_ for _ in ()).throw(RuntimeError("boom")))

@@ -25,7 +25,7 @@ from ledger.schema import (
     program_versions,
 )
 from ledger.sme import INDUSTRIES
-from tests.factories import tx
+from tests.factories import format_fen, tx
 
 AS_OF = date(2025, 12, 31)
 SMALL = {"borrowers": 60, "loans": 120}
@@ -142,6 +142,8 @@ def test_demo_fills_an_empty_database_with_a_consistent_book(fresh_engine):
     assert sorted(per_year) == list(range(demo.FIRST_YEAR, demo.LAST_YEAR + 1))
     assert per_year[demo.LAST_YEAR] > 2 * per_year[demo.FIRST_YEAR]
 
+    _assert_subsidies(summary)
+
     # a second run refuses, and writes nothing
     with pytest.raises(Conflict, match="already has data"):
         demo.run(fresh_engine, seed=7, as_of=AS_OF, **SMALL)
@@ -206,3 +208,37 @@ def test_demo_contributions_obey_who_may_contribute():
     assert not programs.may_contribute(made[demo.GD_PROGRAM], "fiscal", "CD-FISCAL", "510100")
     assert not programs.may_contribute(made[demo.GD_PROGRAM], "pool", "CD-POOL", "510100")
     assert programs.may_contribute(made[demo.GD_PROGRAM], "pool", "GZ-POOL", "440100")
+
+
+def _assert_subsidies(summary: dict) -> None:
+    """The demo ends with the year before last paid under both programmes (interest by both
+    methods, and fees), the last ended year of the Guangdong scheme awaiting approval, and the
+    LPR months it needed recorded (and said so)."""
+    from ledger.schema import reference_rates, subsidy_batches, subsidy_lines
+    from ledger.subsidy_batches import list_batches
+    made = tx(lambda conn: list_batches(conn, None))
+    assert [(b["program"], b["period"], b["status"]) for b in made] == [
+        (demo.GD_PROGRAM, "2023", "posted"), (demo.CD_PROGRAM, "2023", "posted"), (demo.GD_PROGRAM, "2024", "draft")]
+    assert made[-1]["approved_by"] is None and made[0]["approved_by"] != made[0]["created_by"]
+    paid = tx(lambda conn: conn.execute(
+        select(subsidy_lines.c.kind, subsidy_lines.c.method, func.sum(subsidy_lines.c.amount_fen))
+        .join(subsidy_batches, subsidy_batches.c.id == subsidy_lines.c.batch_id)
+        .where(subsidy_batches.c.status == "posted")
+        .group_by(subsidy_lines.c.kind, subsidy_lines.c.method)).all())
+    paid = {(kind, method): int(fen) for kind, method, fen in paid}
+    for kind, method in (("interest", "pct_of_paid"), ("interest", "pct_of_reference_rate"),
+                         ("premium", "pct_of_paid"), ("guarantee_fee", "pct_of_paid")):
+        assert paid.get((kind, method), 0) > 0, (kind, method, paid)
+    assert summary["subsidy_batches_posted"] == 2 and summary["subsidy_batches_awaiting_approval"] == 1
+    assert summary["subsidy_lines_posted"] == made[0]["line_count"] + made[1]["line_count"]
+    assert summary["subsidies_paid"] == format_fen(sum(paid.values()))
+    assert summary["subsidy_draft"] == f"{demo.GD_PROGRAM} 2024 (batch {made[-1]['id']})"
+    # Loans from 2019-01 need LPRs the seed (2019-08..2025-05) lacks, from the month before the
+    # first start (a `month_before_start` rule reads it): the demo recorded them, and says so.
+    months = sorted(tx(lambda conn: conn.execute(select(reference_rates.c.month, reference_rates.c.rate)
+                                                 .where(reference_rates.c.month < "2019-08")).all()))
+    first_start = tx(lambda conn: conn.execute(select(func.min(loans.c.start_date))).scalar_one())
+    expected_first = (first_start.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    assert summary["lpr_months_recorded_as_demo_data"] == f"{expected_first}..2019-07"
+    assert months[0][0] == expected_first and {rate for _, rate in months} == {"0.0431"}
+    assert len(months) == 12 * (2019 - int(expected_first[:4])) + 8 - int(expected_first[5:])
