@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test fuzz bench
+.PHONY: run test fuzz bench bench-targets
 # Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
 run: $(VENV)/.installed
 	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
@@ -34,3 +34,8 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/loans_single.py
 	$(VENV)/bin/python bench/loans_batch.py
 	$(VENV)/bin/python bench/loans_server.py
+
+# The targets figures over 10,000,000 generated loans in 300 districts (bench/targets.py): minutes
+# to generate; KEEP=1 keeps the database `ipledger_bench_targets` and later runs reuse it.
+bench-targets: $(VENV)/.installed
+	flock /work/bench.lock $(VENV)/bin/python bench/targets.py $(if $(KEEP),--keep,)
