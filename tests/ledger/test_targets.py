@@ -3,13 +3,16 @@ and checks applied exactly as written."""
 import itertools
 import random
 from datetime import date, timedelta
+from dataclasses import fields
 from fractions import Fraction
 
 import pytest
+from sqlalchemy import select
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ledger import targets
 from ledger.parties import BorrowerFacts, upsert_borrower
+from ledger.schema import target_snapshots
 from ledger.targets import Check, YearFigures, check_results, growth, ratio_text, target_set
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, make_loan,
                              patent_number, tx, unique)
@@ -263,3 +266,20 @@ def test_a_loan_in_a_citys_own_code_counts_in_the_city_not_a_district(fresh_engi
     series = tx(lambda conn: targets.all_series(conn, 2025, 2025))
     assert {r: s[2025].amount_fen for r, s in series.items()} == {
         "000000": 300_00, "730000": 300_00, "730100": 300_00, "730101": 200_00}
+
+
+def test_the_snapshot_holds_the_per_region_answer_for_every_region_year_and_basis(fresh_engine):
+    program = ProgramFactory(region=FAST_PROVINCE)
+    lend(program, "730101", principal="100.00", start="2024-01-03", pledges=[pledge(on="2023-12-28")])
+    lend(program, "730102", principal="200.00", start="2025-06-01")
+    lend(program, "730100", principal="400.00", start="2025-06-01")
+    snapshot = tx(targets.take_snapshot)
+
+    def held(conn):
+        return conn.execute(select(target_snapshots).where(target_snapshots.c.run_id == snapshot.run_id)).all()
+    rows = tx(held)
+    names = [f.name for f in fields(YearFigures)]
+    assert len(rows) == snapshot.rows == 5 * 3 * 2  # country, province, city, 2 districts; 2023-2025; bases
+    for row in rows:
+        expected = year(row.region, row.year, row.basis)[0]
+        assert YearFigures(**{name: getattr(row, name) for name in names}) == expected, row
