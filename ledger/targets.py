@@ -347,6 +347,19 @@ def latest_snapshot(conn: Connection) -> Snapshot | None:
     return None if row is None else Snapshot(row.id, row.taken_at, row.rows)
 
 
+def snapshot_series(conn: Connection, snapshot: Snapshot, basis: str = "registration") -> dict[str, dict[int, YearFigures]]:
+    """Every region's yearly figures as `snapshot` holds them: what `all_series` computes, read
+    back in one indexed range of its rows (a picture of every region at once, in milliseconds;
+    computing afresh scans every loan and pledge)."""
+    names = [f.name for f in fields(YearFigures)]
+    rows = conn.execute(select(target_snapshots).where(
+        target_snapshots.c.run_id == snapshot.run_id, target_snapshots.c.basis == basis))
+    found: dict[str, dict[int, YearFigures]] = {}
+    for row in rows:
+        found.setdefault(row.region, {})[row.year] = YearFigures(**{name: int(getattr(row, name)) for name in names})
+    return {region: dict(sorted(years.items())) for region, years in sorted(found.items())}
+
+
 def snapshot_figures(conn: Connection, snapshot: Snapshot, region: str, year: int,
                      basis: str) -> tuple[YearFigures, YearFigures] | None:
     """The region-year and the year before from `snapshot`; None when it does not hold them

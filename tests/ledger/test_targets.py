@@ -283,3 +283,6 @@ def test_the_snapshot_holds_the_per_region_answer_for_every_region_year_and_basi
     for row in rows:
         expected = year(row.region, row.year, row.basis)[0]
         assert YearFigures(**{name: getattr(row, name) for name in names}) == expected, row
+    for basis in targets.BASES:
+        assert tx(lambda conn: targets.snapshot_series(conn, snapshot, basis)) == tx(
+            lambda conn: targets.all_series(conn, 2023, 2025, basis))
