@@ -351,22 +351,23 @@ def snapshot_series(conn: Connection, snapshot: Snapshot, basis: str = "registra
     """Every region's yearly figures as `snapshot` holds them: what `all_series` computes, read
     back in one indexed range of its rows (a picture of every region at once, in milliseconds;
     computing afresh scans every loan and pledge)."""
-    names = [f.name for f in fields(YearFigures)]
     rows = conn.execute(select(target_snapshots).where(
         target_snapshots.c.run_id == snapshot.run_id, target_snapshots.c.basis == basis))
     found: dict[str, dict[int, YearFigures]] = {}
     for row in rows:
-        found.setdefault(row.region, {})[row.year] = YearFigures(**{name: int(getattr(row, name)) for name in names})
+        found.setdefault(row.region, {})[row.year] = _held_figures(row)
     return {region: dict(sorted(years.items())) for region, years in sorted(found.items())}
+
+
+def _held_figures(row) -> YearFigures:
+    return YearFigures(**{f.name: int(getattr(row, f.name)) for f in fields(YearFigures)})
 
 
 def snapshot_figures(conn: Connection, snapshot: Snapshot, region: str, year: int,
                      basis: str) -> tuple[YearFigures, YearFigures] | None:
     """The region-year and the year before from `snapshot`; None when it does not hold them
     (a region without loans then, or a year outside the book): the caller computes afresh."""
-    names = [f.name for f in fields(YearFigures)]
-    found = {row.year: YearFigures(**{name: int(getattr(row, name)) for name in names})
-             for row in conn.execute(select(target_snapshots).where(
+    found = {row.year: _held_figures(row) for row in conn.execute(select(target_snapshots).where(
                  target_snapshots.c.run_id == snapshot.run_id, target_snapshots.c.region == region,
                  target_snapshots.c.basis == basis, target_snapshots.c.year.in_([year - 1, year])))}
     if year not in found:
