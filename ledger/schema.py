@@ -306,7 +306,7 @@ loans = Table(
 pledges = Table(
     "pledges", metadata,
     Column("id", BigId, primary_key=True),
-    Column("loan_id", ForeignKey("loans.id"), nullable=False),  # indexed with registered_on (0012)
+    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
     Column("position", Integer, nullable=False),
     Column("kind", String(10), nullable=False),
     Column("number", String(20), nullable=False),
@@ -319,8 +319,6 @@ pledges = Table(
     CheckConstraint("kind IN ('patent', 'trademark')", name="kind"),
     CheckConstraint("(kind = 'trademark') = (nice_class IS NOT NULL)", name="nice_class"),
     Index(None, "number"),
-    # A loan's pledges, and its earliest registration from the index alone (ledger.targets).
-    Index(None, "loan_id", "registered_on"),
     # DOMAIN.md §1: the patent office registers no second pledge of a patent while one lasts.
     Index("uq_pledges_live_patent", "number", unique=True,
           postgresql_where=text("kind = 'patent' AND released_on IS NULL"),
