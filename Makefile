@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test fuzz bench bench-subsidies
+.PHONY: run test fuzz bench bench-subsidies bench-targets
 # Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
 run: $(VENV)/.installed
 	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
@@ -40,3 +40,7 @@ bench: $(VENV)/.installed
 # the book). On a shared machine: flock /work/bench.lock make bench-subsidies
 bench-subsidies: $(VENV)/.installed
 	$(VENV)/bin/python bench/subsidies.py --postgres --loans 1000000
+# The targets figures over 10,000,000 generated loans in 300 districts (bench/targets.py): minutes
+# to generate; KEEP=1 keeps the database `ipledger_bench_targets` and later runs reuse it.
+bench-targets: $(VENV)/.installed
+	$(VENV)/bin/python bench/targets.py $(if $(KEEP),--keep,)

@@ -2,14 +2,17 @@
 and checks applied exactly as written."""
 import itertools
 import random
-from datetime import date
+from datetime import date, timedelta
+from dataclasses import fields
 from fractions import Fraction
 
 import pytest
+from sqlalchemy import select
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ledger import targets
 from ledger.parties import BorrowerFacts, upsert_borrower
+from ledger.schema import target_snapshots
 from ledger.targets import Check, YearFigures, check_results, growth, ratio_text, target_set
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, make_loan,
                              patent_number, tx, unique)
@@ -208,3 +211,78 @@ def test_the_database_aggregates_equal_a_plain_reference(program, specs):
                   pledges=[pledge(on=f"{y}-05-0{k + 1}") for k in range(n)])
     got = tx(lambda conn: targets.yearly_figures(conn, city, 2024, 2025))
     assert got == reference(specs)
+
+
+# --- the fast series (every region at once) against the per-region answer ------------------
+
+FAST_PROVINCE = "730000"  # no other test lends here; the test's own fresh database besides
+
+fast_specs = st.lists(st.tuples(st.integers(1, 2),                  # city
+                                st.sampled_from(["01", "02", "00"]),  # district ("00": the city's own code)
+                                st.integers(1, 30_000_000_00),      # principal, fen
+                                st.sampled_from(["2024-01-03", "2024-07-01", "2025-01-02"]),  # start
+                                st.booleans(), st.booleans(),       # sme, private
+                                st.integers(1, 3),                  # pledges (the last registered 10 days early)
+                                st.integers(0, 2)),                 # enterprise (one credit code, any region)
+                      min_size=1, max_size=8)
+
+
+def _file(bank, code, region, sme, private):
+    size = {} if sme else {"employees": 2000, "revenue_fen": 500_000_000_00}
+    return BorrowerFactory(bank_id=bank.id, region=region, private=private, credit_code=code, **size)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=fast_specs)
+def test_all_series_equals_the_per_region_answer_for_every_region(fresh_engine, specs):
+    program = ProgramFactory(region=FAST_PROVINCE)
+    codes = [BorrowerFactory(region=FAST_PROVINCE[:4] + "01").facts.credit_code for _ in range(3)]
+    files = {}  # (enterprise, region) -> (bank, code): a region's file at a bank of its own
+    for city, district, principal, start, sme, private, n, who in specs:
+        region = f"73{city:02d}{district}"
+        if (who, region) not in files:
+            bank = InstitutionFactory(kind="bank")
+            _file(bank, codes[who], region, sme, private)
+            files[(who, region)] = bank
+        year_ = int(start[:4])
+        make_loan(files[(who, region)].id, codes[who], program.code, principal=f"{principal // 100}.{principal % 100:02d}",
+                  start_date=start, maturity_date=f"{year_ + 1}{start[4:]}", insured_amount="1.00",
+                  pledges=[pledge(on=(date.fromisoformat(start) - timedelta(days=10 * k)).isoformat())
+                           for k in range(n)])
+
+    def compare(conn):
+        for basis in targets.BASES:
+            fast = targets.all_series(conn, 2022, 2026, basis)
+            assert set(fast) == set(targets.regions_with_loans(conn))
+            for region, series in fast.items():
+                assert series == targets.yearly_figures(conn, region, 2022, 2026, basis), (region, basis)
+    tx(compare)
+
+
+def test_a_loan_in_a_citys_own_code_counts_in_the_city_not_a_district(fresh_engine):
+    program = ProgramFactory(region=FAST_PROVINCE)
+    lend(program, "730100", principal="100.00")
+    lend(program, "730101", principal="200.00")
+    series = tx(lambda conn: targets.all_series(conn, 2025, 2025))
+    assert {r: s[2025].amount_fen for r, s in series.items()} == {
+        "000000": 300_00, "730000": 300_00, "730100": 300_00, "730101": 200_00}
+
+
+def test_the_snapshot_holds_the_per_region_answer_for_every_region_year_and_basis(fresh_engine):
+    program = ProgramFactory(region=FAST_PROVINCE)
+    lend(program, "730101", principal="100.00", start="2024-01-03", pledges=[pledge(on="2023-12-28")])
+    lend(program, "730102", principal="200.00", start="2025-06-01")
+    lend(program, "730100", principal="400.00", start="2025-06-01")
+    snapshot = tx(targets.take_snapshot)
+
+    def held(conn):
+        return conn.execute(select(target_snapshots).where(target_snapshots.c.run_id == snapshot.run_id)).all()
+    rows = tx(held)
+    names = [f.name for f in fields(YearFigures)]
+    assert len(rows) == snapshot.rows == 5 * 3 * 2  # country, province, city, 2 districts; 2023-2025; bases
+    for row in rows:
+        expected = year(row.region, row.year, row.basis)[0]
+        assert YearFigures(**{name: getattr(row, name) for name in names}) == expected, row
+    for basis in targets.BASES:
+        assert tx(lambda conn: targets.snapshot_series(conn, snapshot, basis)) == tx(
+            lambda conn: targets.all_series(conn, 2023, 2025, basis))
