@@ -36,6 +36,8 @@ class SeriesQuery(RequestSchema):
     to = QueryInteger(required=True, low=FIRST_YEAR, high=LAST_YEAR, data_key="to")
     from_ = QueryInteger(required=True, low=FIRST_YEAR, high=LAST_YEAR, data_key="from")
     basis = Choice(targets.BASES, load_default="registration")
+    fresh = Choice(("true", "false"), load_default="false", metadata={
+        "description": "true: compute now from the books instead of the nightly snapshot"})
 
 
 class FiguresOut(Output):
@@ -90,6 +92,8 @@ class SeriesRowOut(FiguresOut):
 class SeriesOut(Output):
     region = fields.String()
     basis = fields.String()
+    snapshot_taken_at = UtcTimestamp(allow_none=True, metadata={
+        "description": "when the snapshot answered; null when computed now (`fresh=true`, or years it does not hold)"})
     items = fields.List(fields.Nested(SeriesRowOut))
 
 
@@ -153,15 +157,18 @@ def get_targets(args):
 @blp.alt_response(404, description="The region is outside the caller's jurisdiction")
 @require("admin", "fiscal", "auditor")
 def get_series(args):
-    """One row per year from `from` to `to` (at most 50 years: `ledger.targets.MAX_SERIES_YEARS`), each with its growth."""
+    """One row per year from `from` to `to` (at most 50 years: `ledger.targets.MAX_SERIES_YEARS`), each with its
+    growth. From the nightly snapshot (`snapshot_taken_at`) when it holds every year asked (and the
+    one before), or computed now with `fresh=true`."""
     first, last = args["from_"], args["to"]
     targets.check_series_span(first, last)
     _in_jurisdiction(args["region"])
     with read() as conn:
-        series = targets.yearly_figures(conn, args["region"], first - 1, last, args["basis"])
+        series, taken_at = targets.series_answer(conn, args["region"], first, last, args["basis"],
+                                                 fresh=args["fresh"] == "true")
     items = [{"year": y, **_figures(series[y]), "growth": _growth(series[y], series[y - 1])}
              for y in range(first, last + 1)]
-    return {"region": args["region"], "basis": args["basis"], "items": items}
+    return {"region": args["region"], "basis": args["basis"], "snapshot_taken_at": taken_at, "items": items}
 
 
 def _target_set_out(t: targets.TargetSet) -> dict:

@@ -97,6 +97,14 @@ def test_the_answer_comes_from_the_snapshot_and_fresh_sees_a_later_loan(client, 
     assert client.get(f"/v1/targets?region={city}&year=2025", headers=headers).get_json()["amount"] == "120.00"
     fresh = client.get(f"/v1/targets?region={city}&year=2025&fresh=true", headers=headers).get_json()
     assert fresh["snapshot_taken_at"] is None and (fresh["amount"], fresh["count"]) == ("125.00", 3)
+    # The series likewise: the snapshot's figures (every year it holds), or now with fresh=true.
+    series = f"/v1/targets/series?region={city}&from=2024&to=2025"
+    held_series = client.get(series, headers=headers).get_json()
+    assert held_series["snapshot_taken_at"] == held["snapshot_taken_at"]
+    assert [row["amount"] for row in held_series["items"]] == ["100.00", "120.00"]
+    fresh_series = client.get(series + "&fresh=true", headers=headers).get_json()
+    assert fresh_series["snapshot_taken_at"] is None
+    assert [row["amount"] for row in fresh_series["items"]] == ["100.00", "125.00"]
     # The nightly job: once per day, whichever scheduler gets there first.
     day = __import__("datetime").date(2099, 1, 1)
     assert snapshot_targets(engine, today=day) is True and snapshot_targets(engine, today=day) is False
