@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                "pip install -e '.[server]').")
         else:
             server = stack.enter_context(loans_server.gunicorn_server(
-                bench.db, args.server_workers, args.server_threads))
+                bench.db, args.server_workers, args.server_threads, args.worker_class))
         describe(bench, f"{args.single:,} single posts per single mode, {args.batch_loans:,} "
                         f"loans per batch mode in batches of {args.batch_size:,}; modes alternated"
                         f" in up to {args.rounds} timed rounds",
