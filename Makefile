@@ -28,12 +28,16 @@ fuzz: $(VENV)/.installed
 	IPLEDGER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/python -m pytest -n 2 tests/api/test_fuzz.py $(PYTEST_ARGS)
 
 # Benchmarks on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to point elsewhere), each beside
-# a raw-SQL baseline of the same writes; `bench/loans_profile.py` shows where a loan post's time goes.
+# a raw-SQL baseline of the same writes: the journal, then in one run the service's single
+# (in-process and gunicorn with 8 clients) and batch loan posts, the raw rates of the same rows
+# at the same concurrency, and pgbench's ledger transaction as the machine's ceiling, with the
+# ratios. `bench/loans_profile.py` shows where a loan post's time goes. The machine may be
+# shared: BENCH_LOCK=/path/to/lock runs each under flock.
+BENCH_LOCK ?=
+BENCH_RUN = $(if $(BENCH_LOCK),flock $(BENCH_LOCK) ,)
 bench: $(VENV)/.installed
-	$(VENV)/bin/python bench/journal.py
-	$(VENV)/bin/python bench/loans_single.py
-	$(VENV)/bin/python bench/loans_batch.py
-	$(VENV)/bin/python bench/loans_server.py
+	$(BENCH_RUN)$(VENV)/bin/python bench/journal.py
+	$(BENCH_RUN)$(VENV)/bin/python bench/loans.py --no-profile
 
 # A subsidy draft over 1,000,000 loans on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to
 # point elsewhere) beside the per-loan loop and a raw COPY; several minutes (mostly generating

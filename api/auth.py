@@ -17,7 +17,7 @@ from api.problems import problem
 from ledger.errors import with_article
 from ledger.identifiers import region_covers, region_prefix
 from ledger.journal import Actor
-from ledger.keys import Principal, authenticate
+from ledger.keys import Principal, authenticate_cached
 
 ANY_ROLE = ("bank", "insurer", "guarantor", "pool", "fiscal", "auditor", "admin")
 READ_EVERYTHING = ("admin",)
@@ -32,8 +32,8 @@ def authenticate_request():
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return _unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    with read() as conn:
-        principal = authenticate(conn, secret.strip())
+    # Cached for a few seconds per process (ledger.keys: the revocation delay).
+    principal = authenticate_cached(read, secret.strip())
     if principal is None:
         return _unauthorized("The API key is unknown or revoked.")
     g.principal = principal

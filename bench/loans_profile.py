@@ -12,7 +12,7 @@ machinery: bench/common.py.
 
 How to run (from the repository root):
     python bench/loans_profile.py [--url postgresql://postgres@127.0.0.1:5432/test]
-                                  [--single 300] [--batch-size 5000] [--no-analyze]
+                                  [--single 300] [--batch-size 5000] [--cpu] [--no-analyze]
 The URL defaults to $IPLEDGER_BENCH_POSTGRES_URL, else the one above; the benchmark creates its
 own database `ipl_bench_<random>` there and always drops it. `--url sqlite:///x` profiles on a
 temporary SQLite file.
@@ -85,7 +85,7 @@ BREAKDOWN = (
     ("  idempotency: fingerprint (canonical JSON + sha256)", [("api/idempotency.py", "fingerprint")]),
     ("  idempotency: advisory lock", [("api/idempotency.py", "_hold_key")]),
     ("  idempotency: look up stored outcome", [("ledger/idempotency.py", "find")]),
-    ("  create_loans (all of it)", [("ledger/loans.py", "create_loans")]),
+    ("  create_loans / create_loan (all of it)", [("ledger/loans.py", "_create")]),
     ("    borrower lookup", [("ledger/parties.py", "borrowers_by_code")]),
     ("    programme load", [("ledger/programs.py", "load_programs")]),
     ("      of which reading stored terms (parse_terms)", [("ledger/terms.py", "parse_terms")]),
@@ -99,7 +99,10 @@ BREAKDOWN = (
     ("      create_accounts (receivable, payable)", [("ledger/journal.py", "create_accounts")]),
     ("      post_entries (check accounts, INSERT entries, postings)",
      [("ledger/journal.py", "post_entries")]),
-    ("  read the loan back for the response (get_loan)", [("ledger/loans.py", "get_loan")]),
+    ("  read the loan back for the response (get_loan; none since issue 11)",
+     [("ledger/loans.py", "get_loan")]),
+    ("  auth: key look-ups on a cache miss (ledger.keys.authenticate)",
+     [("ledger/keys.py", "authenticate")]),
     ("  render response (marshmallow dump)", [("marshmallow/schema.py", "dump")]),
     ("  idempotency: store outcome", [("ledger/idempotency.py", "store")]),
     ("cross-cutting:", []),
@@ -157,10 +160,12 @@ def print_breakdown(stats: pstats.Stats, total_s: float, loans_count: int, reque
           f"{commits / requests:.1f} commit")
 
 
-def profile_mode(label: str, mode: Mode, cases: list[LoanCase]) -> None:
+def profile_mode(label: str, mode: Mode, cases: list[LoanCase], cpu: bool = False) -> None:
     prepared = mode.prepare(cases)
     requests = mode.requests(len(cases))
-    profiler = cProfile.Profile()
+    # --cpu: this process's CPU time (time.process_time), so waiting on PostgreSQL and on a
+    # loaded machine's other work does not count: the Python cost of each layer.
+    profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
     mode.post(prepared)
@@ -179,15 +184,15 @@ def profile_mode(label: str, mode: Mode, cases: list[LoanCase]) -> None:
     print_breakdown(stats, total_s, len(cases), requests)
 
 
-def profile(bench: LoanBench, single: int, batch_size: int) -> None:
+def profile(bench: LoanBench, single: int, batch_size: int, cpu: bool = False) -> None:
     """Profile `single` single posts and one batch of `batch_size`, each mode warmed up first."""
     single_mode, batch_mode = single_modes(bench)[0], batch_modes(bench, batch_size)[0]
     bench.modes += [single_mode, batch_mode]
     warm_up(single_mode, bench.source, WARMUP_SINGLE)
     warm_up(batch_mode, bench.source, min(batch_size, WARMUP_BATCH))
     bench.analyze()
-    profile_mode(single_mode.label, single_mode, bench.source.take(single))
-    profile_mode(batch_mode.label, batch_mode, bench.source.take(batch_size))
+    profile_mode(single_mode.label, single_mode, bench.source.take(single), cpu)
+    profile_mode(batch_mode.label, batch_mode, bench.source.take(batch_size), cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -195,11 +200,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--single", type=int, default=300, help="single posts to profile (300)")
     parser.add_argument("--batch-size", type=int, default=5000,
                         help="loans in the profiled batch request (5000)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="profile CPU time (time.process_time) instead of wall-clock time")
     args = parse_bounded(parser, argv, {"single": (1, MAX_LOANS), "batch_size": (1, MAX_BATCH_SIZE)})
     with loan_bench(args.url, not args.no_analyze) as bench:
         describe(bench, f"profile of {args.single:,} single posts and one batch of "
                         f"{args.batch_size:,} loans")
-        profile(bench, args.single, args.batch_size)
+        profile(bench, args.single, args.batch_size, args.cpu)
         bench.finish()
 
 

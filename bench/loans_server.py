@@ -19,7 +19,8 @@ posted. PostgreSQL only (SQLite allows one writer at a time); needs gunicorn
 How to run (from the repository root):
     python bench/loans_server.py [--url postgresql://postgres@127.0.0.1:5432/test]
                                  [--loans 1000] [--clients 8] [--server-workers 2]
-                                 [--server-threads 4] [--rounds 5] [--no-analyze]
+                                 [--server-threads 4] [--worker-class gthread|sync]
+                                 [--rounds 5] [--no-analyze]
 The URL defaults to $IPLEDGER_BENCH_POSTGRES_URL, else the one above; the benchmark creates its
 own database `ipl_bench_<random>` there and always drops it (after stopping the server).
 """
@@ -61,6 +62,7 @@ class Server:
     workers: int
     threads: int
     log: object
+    worker_class: str = "gthread"
 
     def wait_until_ready(self) -> None:
         _wait_until_ready(self.process, self.port, self.log)
@@ -77,7 +79,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def gunicorn_server(bench_db: BenchDatabase, workers: int, threads: int) -> Iterator[Server]:
+def gunicorn_server(bench_db: BenchDatabase, workers: int, threads: int,
+                    worker_class: str = "gthread") -> Iterator[Server]:
     """`gunicorn wsgi:app` (gthread workers) on the scratch database, started at once (it boots
     while the benchmark sets up; `Server.wait_until_ready` before use); stopped (SIGTERM to the
     master we started, by its pid) on the way out, before the database is dropped."""
@@ -85,7 +88,7 @@ def gunicorn_server(bench_db: BenchDatabase, workers: int, threads: int) -> Iter
     env = {**os.environ,
            "IPLEDGER_DATABASE_URL": bench_db.engine.url.render_as_string(hide_password=False),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+    command = [sys.executable, "-m", "gunicorn", "--worker-class", worker_class,
                "--workers", str(workers), "--threads", str(threads),
                "--bind", f"127.0.0.1:{port}", "--keep-alive", "75", "--graceful-timeout", "5",
                "--log-level", "warning",
@@ -93,7 +96,7 @@ def gunicorn_server(bench_db: BenchDatabase, workers: int, threads: int) -> Iter
     with tempfile.TemporaryFile(prefix="ipl_bench_gunicorn_") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            yield Server(process, port, workers, threads, log)
+            yield Server(process, port, workers, threads, log, worker_class)
         finally:
             process.terminate()
             try:
@@ -207,8 +210,9 @@ def measure(bench: LoanBench, server: Server, loans: int, rounds: int, clients: 
     server.wait_until_ready()
     with raw_connections(bench.db, clients) as conns:
         prepare, post, close = http_server_single(server, bench.world, clients)
-        served = Mode(f"http single (gunicorn {server.workers}w x {server.threads}t, {clients} "
-                      "clients)", prepare, post, lambda: process_tree_cpu_s(server.process.pid),
+        shape = (f"{server.workers}w x {server.threads}t" if server.worker_class == "gthread"
+                 else f"{server.workers}w {server.worker_class}")
+        served = Mode(f"http single (gunicorn {shape}, {clients} clients)", prepare, post, lambda: process_tree_cpu_s(server.process.pid),
                       one_per_loan, driver_cpu_s=0.0)
         raw_k = Mode(f"raw single ({clients} connections)",
                      *raw_single_concurrent(conns, bench.world), time.process_time, one_per_loan)
@@ -225,6 +229,9 @@ def add_server_arguments(parser) -> None:
                         help="client threads (and raw connections) of the server mode (8)")
     parser.add_argument("--server-workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--server-threads", type=int, default=4, help="threads per worker (4)")
+    parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread",
+                        help="gunicorn worker class (gthread; sync workers serve one request at "
+                             "a time and close the connection after each)")
 
 
 SERVER_BOUNDS = {"clients": (1, MAX_CLIENTS), "server_workers": (1, MAX_SERVER_PROCESSES),
@@ -241,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not gunicorn_available():
         parser.error("gunicorn is not installed: pip install -e '.[server]'")
     with loan_bench(args.url, not args.no_analyze) as bench:
-        with gunicorn_server(bench.db, args.server_workers, args.server_threads) as server:
+        with gunicorn_server(bench.db, args.server_workers, args.server_threads,
+                             args.worker_class) as server:
             describe(bench, f"{args.loans:,} loans per mode, one per request, from "
                             f"{args.clients} clients; modes alternated in up to {args.rounds} "
                             "timed rounds")

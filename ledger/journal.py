@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date
-from typing import Iterable, Sequence
+from datetime import date, datetime
+from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.exc import IntegrityError
@@ -90,7 +90,9 @@ class AccountSpec:
 # --- accounts -------------------------------------------------------------------------------
 
 def ensure_accounts(conn: Connection, specs: Iterable[AccountSpec]) -> dict[str, int]:
-    """Find or create each account by code; returns code -> id. Safe under concurrent callers."""
+    """Find or create each account by code; returns code -> id. Safe under concurrent callers.
+    Every account returned holds its spec's currency (so callers may pass the specs' currencies
+    to `post_entries` as known)."""
     wanted = {spec.code: spec for spec in specs}
     ids = _account_ids(conn, wanted)
     missing = [spec for code, spec in wanted.items() if code not in ids]
@@ -133,8 +135,12 @@ def _account_ids(conn: Connection, wanted: dict) -> dict[str, int]:
     codes = list(wanted)
     for start in range(0, len(codes), 5000):  # stay under bind-parameter limits
         chunk = codes[start:start + 5000]
-        rows = conn.execute(select(accounts.c.code, accounts.c.id).where(accounts.c.code.in_(chunk)))
-        found.update({code: account_id for code, account_id in rows})
+        rows = conn.execute(select(accounts.c.code, accounts.c.id, accounts.c.currency)
+                            .where(accounts.c.code.in_(chunk)))
+        for code, account_id, currency in rows:
+            if currency != wanted[code].currency:
+                raise Conflict(f"account {code} holds {currency}, not {wanted[code].currency}")
+            found[code] = account_id
     return found
 
 
@@ -152,13 +158,18 @@ def post_entry(conn: Connection, draft: EntryDraft, actor: Actor = SYSTEM) -> in
     return post_entries(conn, [draft], actor)[0]
 
 
-def post_entries(conn: Connection, drafts: Sequence[EntryDraft], actor: Actor = SYSTEM) -> list[int]:
-    """Validate and post every draft in the caller's transaction; returns ids in draft order."""
+def post_entries(conn: Connection, drafts: Sequence[EntryDraft], actor: Actor = SYSTEM, *,
+                 known_currencies: Mapping[int, str] | None = None,
+                 recorded_at: datetime | None = None) -> list[int]:
+    """Validate and post every draft in the caller's transaction; returns ids in draft order.
+    `known_currencies` (account id -> currency) names accounts the caller found or created in
+    this transaction (`ensure_accounts`, `create_accounts`): they are not looked up again.
+    `recorded_at` lets the caller render the entries without reading them back."""
     for index, draft in enumerate(drafts):
         check_draft(draft, index)
-    _check_accounts(conn, drafts)
+    _check_accounts(conn, drafts, known_currencies or {})
     _check_reversals(conn, drafts)
-    recorded_at = utcnow()
+    recorded_at = recorded_at or utcnow()
     entry_rows = [_entry_row(draft, actor, recorded_at) for draft in drafts]
     try:
         entry_ids = insert_many(conn, entries, entry_rows, return_ids=True)
@@ -201,9 +212,10 @@ def _chunks(ids: Iterable[int], size: int = 5000) -> Iterable[list[int]]:
         yield ordered[start:start + size]
 
 
-def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft]) -> None:
-    currency_by_id: dict[int, str] = {}
-    for chunk in _chunks(line.account_id for draft in drafts for line in draft.lines):
+def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft], known: Mapping[int, str]) -> None:
+    currency_by_id: dict[int, str] = dict(known)
+    for chunk in _chunks(line.account_id for draft in drafts for line in draft.lines
+                         if line.account_id not in known):
         rows = conn.execute(select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(chunk)))
         currency_by_id.update({row.id: row.currency for row in rows})
     for draft_index, draft in enumerate(drafts):

@@ -2,16 +2,27 @@
 
 Guarantees: a key's secret is random (256 bits), shown once at creation and never stored; only
 its sha256 is kept (the secret has full entropy, so a slow hash adds nothing). A key is found by
-its public prefix and compared in constant time. A revoked key never authenticates again.
+its public prefix and compared in constant time. A revoked key never authenticates again
+(after the cache delay below).
 A platform `admin` key belongs to no institution; every other key's role is its institution's
 kind (a bank's key acts as `bank`, a fiscal bureau's as `fiscal`...).
+
+`authenticate_cached` keeps a key's principal for `KEY_CACHE_SECONDS` (5 s) in this process, so a
+busy client's key is looked up once per interval, not on every request. The price is a revocation
+delay: a key revoked elsewhere (another worker, host or `ipledger keys revoke` process) still
+authenticates here for at most `KEY_CACHE_SECONDS`; `revoke_key` forgets it in its own process at
+once. Unknown or revoked keys are never cached (a stranger cannot fill the cache).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -22,6 +33,9 @@ from ledger.schema import ROLES, api_keys, institutions
 
 KEY_PREFIX = "ipl"
 COUNTRY = "000000"
+# How long a principal is trusted without a look-up: the revocation delay (docs/OPERATING.md "Keys").
+KEY_CACHE_SECONDS = float(os.environ.get("IPLEDGER_KEY_CACHE_SECONDS", "5"))
+KEY_CACHE_MAX = 10_000  # keys; the cache starts over when full rather than grow without bound
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ def revoke_key(conn: Connection, prefix: str) -> None:
                         .values(revoked_at=utcnow()))
     if done.rowcount != 1:
         raise NotFound(f"no active key with prefix {prefix}")
+    principals.forget(prefix)
 
 
 def _not_a_prefix(conn: Connection, text: str) -> str:
@@ -111,6 +126,62 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
     if not hmac.compare_digest(row.key_hash, _hash(secret)):
         return None
     return _principal(row)
+
+
+class PrincipalCache:
+    """Principals by the sha256 of their secret, each trusted for `ttl_s` seconds (thread-safe).
+    Keyed by the whole secret's hash: another secret with the same prefix never hits."""
+
+    def __init__(self, ttl_s: float = KEY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = KEY_CACHE_MAX):
+        self.ttl_s, self.clock, self.max_entries = ttl_s, clock, max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        with self._lock:
+            found = self._entries.get(key_hash)
+            if found is None:
+                return None
+            if self.clock() >= found[1]:
+                del self._entries[key_hash]
+                return None
+            return found[0]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key_hash] = (principal, self.clock() + self.ttl_s)
+
+    def forget(self, prefix: str) -> None:
+        """Drop the key with this prefix (revoked in this process: it stops at once here)."""
+        with self._lock:
+            for key_hash in [h for h, (p, _) in self._entries.items() if p.prefix == prefix]:
+                del self._entries[key_hash]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+principals = PrincipalCache()
+
+
+def authenticate_cached(connect: Callable, secret: str) -> Principal | None:
+    """`authenticate` through this process's `principals` cache; `connect()` gives a context
+    manager yielding a connection, opened only on a miss (a hit costs no database call)."""
+    key_hash = _hash(secret)
+    principal = principals.get(key_hash)
+    if principal is not None:
+        return principal
+    with connect() as conn:
+        principal = authenticate(conn, secret)
+    if principal is not None:
+        principals.put(key_hash, principal)
+    return principal
 
 
 def active_principal(conn: Connection, key_id: int, prefix: str) -> Principal | None:

@@ -171,6 +171,35 @@ def create_loans(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], ac
                  prefix: str = "loans", today: date | None = None) -> list[int]:
     """Check and create every loan of the batch (read by `LoanIn`), with pledges and
     disbursement entries. Errors name `{prefix}[i].field`, or `field` with no prefix."""
+    return [row["id"] for row in _create(conn, bank_id, drafts, actor, prefix, today).loan_rows]
+
+
+def create_loan(conn: Connection, bank_id: int, draft: LoanDraft, actor: Actor,
+                today: date | None = None) -> dict:
+    """Create one loan (a batch of one, errors named without a prefix) and return it as
+    `get_loan` would read it, built from what was just written rather than read back."""
+    written = _create(conn, bank_id, [draft], actor, "", today)
+    [row], [(borrower, facts, program, version, _size)] = written.loan_rows, written.bindings
+    [event] = written.events
+    return {**row, "bank": borrower.bank, "borrower": borrower.facts.credit_code,
+            "program": program.code, "program_version": version.version,
+            "borrower_facts_as_of": facts.as_of, "pledges": written.pledge_rows,
+            "events": [event], "outstanding_principal_fen": draft.principal_fen}
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What `_create` wrote: loan rows with their ids, each loan's binding, the pledge rows
+    and the disbursement events (shaped as `loan_events` reads them)."""
+
+    loan_rows: list[dict]
+    bindings: list[tuple]
+    pledge_rows: list[dict]
+    events: list[dict]
+
+
+def _create(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], actor: Actor,
+            prefix: str, today: date | None) -> _Written:
     assert drafts and all(isinstance(draft, LoanDraft) for draft in drafts)
     _check_started(drafts, prefix, today or business_today())
     records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
@@ -184,12 +213,14 @@ def create_loans(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], ac
         loan_ids = insert_many(conn, loans, rows, return_ids=True)
     except IntegrityError as exc:  # a concurrent post of the same contract number
         raise Conflict("a contract number of this batch was just used by another request") from exc
+    for row, loan_id in zip(rows, loan_ids):
+        row["id"] = loan_id
     try:
-        _insert_pledges(conn, loan_ids, drafts)
+        pledge_rows = _insert_pledges(conn, loan_ids, drafts)
     except IntegrityError as exc:  # uq_pledges_live_patent: a concurrent pledge of the same patent
         raise Conflict("a patent of this batch was just pledged by another request's loan") from exc
-    _disburse(conn, bank_id, loan_ids, drafts, [b[0] for b in bindings], actor)
-    return loan_ids
+    events = _disburse(conn, bank_id, loan_ids, drafts, [b[0] for b in bindings], actor)
+    return _Written(rows, bindings, pledge_rows, events)
 
 
 def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
@@ -300,22 +331,28 @@ def _loan_row(bank_id: int, draft: LoanDraft, borrower: Borrower, facts: FactsVe
         "status": "active", "closed_on": None, "created_by_key_id": actor.key_id, "created_at": utcnow()}
 
 
-def _insert_pledges(conn, loan_ids: list[int], drafts: list[LoanDraft]) -> None:
+def _insert_pledges(conn, loan_ids: list[int], drafts: list[LoanDraft]) -> list[dict]:
     rows = [{"loan_id": loan_id, "position": position, "kind": p.kind, "number": p.number,
              "nice_class": p.nice_class, "registration_no": p.registration_no,
              "registered_on": p.registered_on, "appraised_value_fen": p.appraised_value_fen,
              "released_on": None}
             for loan_id, draft in zip(loan_ids, drafts) for position, p in enumerate(draft.pledges)]
     insert_many(conn, pledges, rows)
+    return rows
 
 
-def _disburse(conn, bank_id: int, loan_ids, drafts, borrower_list, actor: Actor) -> None:
-    """One `loan_disbursed` entry per loan: the bank lends from settlement, the borrower receives."""
+def _disburse(conn, bank_id: int, loan_ids, drafts, borrower_list, actor: Actor) -> list[dict]:
+    """One `loan_disbursed` entry per loan: the bank lends from settlement, the borrower receives.
+    Returns the entries as `loan_events` reads them (for a response without a read-back)."""
     shared = [chart.settlement(bank_id)] + [chart.borrower_cash(b.id) for b in {b.id: b for b in borrower_list}.values()]
     shared_ids = ensure_accounts(conn, shared)
     own = [spec for loan_id, borrower in zip(loan_ids, borrower_list)
            for spec in (chart.loan_receivable(loan_id, bank_id), chart.loan_payable(loan_id, borrower.id))]
     own_ids = create_accounts(conn, own)
+    by_code = {**shared_ids, **own_ids}
+    code_of = {account_id: code for code, account_id in by_code.items()}
+    # Found or created just now, each holding its spec's currency: not looked up again.
+    currencies = {by_code[spec.code]: spec.currency for spec in shared + own}
     settlement = shared_ids[chart.settlement(bank_id).code]
     drafts_out = []
     for loan_id, draft, borrower in zip(loan_ids, drafts, borrower_list):
@@ -325,7 +362,13 @@ def _disburse(conn, bank_id: int, loan_ids, drafts, borrower_list, actor: Actor)
                  Line(own_ids[f"loan:{loan_id}:payable"], -p))
         drafts_out.append(EntryDraft("loan_disbursed", draft.start_date, lines,
                                      memo=f"contract {draft.contract_no}", loan_id=loan_id))
-    post_entries(conn, drafts_out, actor)
+    recorded_at = utcnow()
+    entry_ids = post_entries(conn, drafts_out, actor, known_currencies=currencies, recorded_at=recorded_at)
+    return [{"entry": entry_id, "kind": d.kind, "effective_on": d.effective_on, "recorded_at": recorded_at,
+             "memo": d.memo, "reverses": None,
+             "postings": [{"account": line.account_id, "account_code": code_of[line.account_id],
+                           "amount_fen": line.amount_fen} for line in d.lines]}
+            for entry_id, d in zip(entry_ids, drafts_out)]
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Guarantees
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -183,7 +184,9 @@ def load_programs(conn: Connection, codes, lock: bool = False, share_lock: bool 
     """Programmes by code with all their versions (two queries, whatever the count). `lock`
     takes their rows FOR UPDATE (adding a version), `share_lock` FOR KEY SHARE (creating loans:
     the lock the loans' foreign key takes anyway, taken before the versions are read), in id
-    order; SQLite serialises writers instead."""
+    order; SQLite serialises writers instead. Two statements, not one join, on purpose: the
+    versions must be read after the lock is granted (a join reads them from the snapshot taken
+    before waiting, and would miss the version whose transaction held the lock)."""
     query = select(programs).where(programs.c.code.in_(list(codes))).order_by(programs.c.id)
     if lock or share_lock:
         query = query.with_for_update(read=not lock, key_share=not lock)
@@ -194,9 +197,16 @@ def load_programs(conn: Connection, codes, lock: bool = False, share_lock: bool 
     for row in conn.execute(select(program_versions).where(program_versions.c.program_id.in_(list(versions)))
                             .order_by(program_versions.c.program_id, program_versions.c.version)):
         versions[row.program_id].append(Version(row.id, row.version, row.effective_from, row.effective_to,
-                                                parse_terms(json.loads(row.terms_json), None)))
+                                                stored_terms(row.terms_json)))
     return {head.code: Program(head.id, head.code, head.name, head.region,
                                tuple(_close_superseded(versions[head.id]))) for head in heads}
+
+
+@functools.lru_cache(maxsize=4096)
+def stored_terms(terms_json: str) -> Terms:
+    """Stored terms, read once per process: keyed by the stored text itself (versions only
+    append and `Terms` is immutable), so a cached value can never be stale, on any database."""
+    return parse_terms(json.loads(terms_json), None)
 
 
 def _close_superseded(versions: list[Version]) -> list[Version]:

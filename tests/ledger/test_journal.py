@@ -191,3 +191,23 @@ def test_bulk_batch_refuses_an_unbalanced_entry_at_commit_on_postgres(three_acco
             conn.commit()
         conn.rollback()
         assert conn.execute(text("SELECT count(*) FROM entries WHERE id = ANY(:ids)"), {"ids": ids}).scalar_one() == 0
+
+
+def test_ensure_accounts_refuses_a_code_held_in_another_currency(engine):
+    """ensure_accounts promises each returned account holds its spec's currency (post_entries
+    then trusts those currencies without a second look-up: ledger.loans._disburse)."""
+    bank = InstitutionFactory()
+    dollars = AccountSpec(unique("t:usd"), "dollars", "asset", "test", institution_id=bank.id, currency="USD")
+    tx(lambda conn: ensure_accounts(conn, [dollars]))
+    yuan = AccountSpec(dollars.code, "yuan", "asset", "test", institution_id=bank.id)
+    with pytest.raises(Conflict, match="holds USD, not CNY"):
+        tx(lambda conn: ensure_accounts(conn, [yuan]))
+
+
+def test_known_currencies_skip_only_the_look_up_not_the_rule(three_accounts):
+    """A caller's known currencies replace the SELECT; a posting in another currency is still
+    refused by the same check."""
+    a, b, _ = three_accounts
+    bad = EntryDraft("test", D1, (Line(a, 5, "USD"), Line(b, -5, "USD")))
+    with pytest.raises(Invalid, match="holds CNY"):
+        tx(lambda conn: post_entries(conn, [bad], known_currencies={a: "CNY", b: "CNY"}))
