@@ -8,14 +8,10 @@ import re
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
 from api.settings import session_config
-from ledger import stress_runs
 from ledger.keys import revoke_key
-from ledger.programs import get_program
-from ledger.schema import programs
-from tests.dashboard_world import build
+from tests.dashboard_world import build, done_stress_run, queue_stress_run
 from tests.factories import make_key, tx
 
 COOKIE = "ipledger_session"
@@ -217,27 +213,6 @@ def test_the_demo_book_fills_the_dashboard(fresh_engine):
 
 # --- the pool stress test section --------------------------------------------------------------
 
-STRESS = {"as_of": "2026-07-01", "years": 3, "scenarios": 40, "seed": 11, "default_probability": "0.3",
-          "asset_correlation": "0.2", "recovery_rate": "0.2"}
-
-
-def queue_stress_run(code: str, **changes) -> int:
-    a = stress_runs.assumptions_from_dict({**STRESS, **changes})
-    return tx(lambda conn: stress_runs.queue_run(conn, get_program(conn, code), a, None))["id"]
-
-
-def done_stress_run(engine, code: str, **changes) -> int:
-    """A finished run, run synchronously as the scheduler would (queue, claim, execute)."""
-    run_id = queue_stress_run(code, **changes)
-    assert stress_runs.execute(engine, *stress_runs.claim_next(engine, only_id=run_id)) == "done"
-    return run_id
-
-
-def program_in(region: str) -> str:
-    return tx(lambda conn: conn.execute(select(programs.c.code).where(programs.c.region == region)
-                                        .order_by(programs.c.id).limit(1)).scalar_one())
-
-
 def stress_section(html: str, code: str) -> str:
     found = re.search(rf'<section class="stress" data-program="{re.escape(code)}">(.*?)</section>', html, re.S)
     assert found, f"no stress section for {code}"
@@ -250,7 +225,7 @@ def stress_chart_data(html: str) -> list[dict]:
 
 
 def test_a_fiscal_bureau_sees_its_programmes_latest_stress_test_as_the_api_gives_it(client, world, engine):
-    code = program_in(world.city)
+    code = world.program
     done_stress_run(engine, code, seed=1)
     run_id = done_stress_run(engine, code)  # the latest finished run is the one shown...
     queue_stress_run(code)  # ...not a later one still queued
@@ -282,12 +257,12 @@ def test_a_fiscal_bureau_sees_its_programmes_latest_stress_test_as_the_api_gives
 
 
 def test_a_pool_sees_the_programmes_it_is_party_to_and_others_see_no_stress_test(client, world, engine):
-    code = program_in(world.city)
+    code = world.program
     done_stress_run(engine, code)
     sign_in(client, make_key("pool", world.parties["pool"]))
     _, html = page(client)
     assert 'data-field="probability"' in stress_section(html, code)
-    assert program_in(world.other_city) not in html  # a programme it is not a party to
+    assert world.other_program not in html  # a programme it is not a party to
     for reader in ("bank", "auditor", "insurer"):
         sign_in(client, world.keys[reader])
         status, html = page(client, "?year=2025")
@@ -295,7 +270,7 @@ def test_a_pool_sees_the_programmes_it_is_party_to_and_others_see_no_stress_test
 
 
 def test_a_programme_without_a_finished_run_says_how_to_make_one(client, world):
-    code = program_in(world.other_city)  # never stress-tested
+    code = world.other_program  # never stress-tested
     queue_stress_run(code)  # queued is not finished
     sign_in(client, world.keys["admin"])
     status, html = page(client, f"?region={world.other_city}&year=2025")

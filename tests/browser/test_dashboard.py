@@ -4,7 +4,9 @@ years of loans and a claim (tests/dashboard_world.py), on each database backend.
 
 A fiscal key signs in through the form, chooses region and year, and the charts' data
 (`Chart.getChart(canvas).data`) and the tables beside them are compared with `GET /v1/targets`
-and `/v1/targets/series` asked over HTTP with the same key; the browser's console must be free
+and `/v1/targets/series` asked over HTTP with the same key, and the pool stress test's charts with
+`GET /v1/programs/{code}/stress-tests/{id}` (a run made synchronously, `done_stress_run`); the
+browser's console must be free
 of errors (a Content-Security-Policy violation or a script error is one). A screenshot goes to
 `test-output/dashboard.png` (`dashboard-postgres.png` for the PostgreSQL run). Sign-out shows the
 sign-in form again.
@@ -28,7 +30,7 @@ from werkzeug.serving import make_server
 
 from ledger import targets
 from ledger.journal import SYSTEM
-from tests.dashboard_world import build
+from tests.dashboard_world import build, done_stress_run
 from tests.factories import tx
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -49,7 +51,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,2300", "--hide-scrollbars", "--lang=en-US"):
+                     "--window-size=1400,3600", "--hide-scrollbars", "--lang=en-US"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -66,6 +68,7 @@ def served(fresh_engine):
     world = build("440000")
     tx(lambda conn: targets.create_target_set(conn, "count-57", [
         {"metric": "count_growth", "comparator": ">=", "threshold": Decimal("0.57")}], SYSTEM))
+    world.stress_run = done_stress_run(fresh_engine, world.program)
     server = make_server("127.0.0.1", 0, create_app(fresh_engine), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -152,6 +155,8 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     browser.find_element(By.ID, "show").click()
     _wait_for(browser, "body[data-charts-ready='true']")
 
+    _check_stress_charts(browser, base, world)
+
     OUTPUT.mkdir(exist_ok=True)
     shot = OUTPUT / ("dashboard.png" if backend == "sqlite" else f"dashboard-{backend}.png")
     assert browser.save_screenshot(str(shot))
@@ -162,3 +167,18 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     browser.get(base + "/dashboard")
     _wait_for(browser, "#sign-in-form")
     assert time.monotonic() - started < TEST_BUDGET_S
+
+
+def _check_stress_charts(browser, base: str, world) -> None:
+    """The stress test's curve (in %) and histogram as drawn, against the API's results."""
+    code = world.program
+    run = _api(base, world.keys["fiscal"], f"/v1/programs/{code}/stress-tests/{world.stress_run}")
+    curve, bins = run["results"]["exhaustion_probability_by_year"], run["results"]["fund_payout_histogram"]
+    drawn = _chart(browser, f"chart-stress-exhaustion-{code}")
+    assert drawn["labels"] == [point["year"] for point in curve]
+    assert all(_growth_close(v, point["probability"]) for v, point in zip(drawn["datasets"][0]["data"], curve))
+    payout = _chart(browser, f"chart-stress-payout-{code}")
+    assert payout["datasets"][0]["data"] == [b["count"] for b in bins] and len(payout["labels"]) == len(bins)
+    section = f"section.stress[data-program='{code}']"
+    assert _texts(browser, f"{section} td[data-field=probability]") == [p["probability"] for p in curve]
+    assert _texts(browser, f"{section} td[data-field=from]") == [b["from"] for b in bins]
