@@ -38,7 +38,7 @@ class DashboardWorld:
     parties: dict = field(default_factory=dict)
 
 
-def _institution_id(code: str) -> int:
+def institution_id(code: str) -> int:
     return tx(lambda conn: conn.execute(select(institutions.c.id).where(institutions.c.code == code)).scalar_one())
 
 
@@ -57,7 +57,7 @@ def build(province: str | None = None) -> DashboardWorld:
     program = ProgramFactory(region=world.city, terms=api_terms(**world.parties))
     world.program = program.code
     bank = InstitutionFactory(kind="bank", region=world.city)
-    pool_id = _institution_id(world.parties["pool"])
+    pool_id = institution_id(world.parties["pool"])
     tx(lambda conn: programs.contribute(conn, program.code, pool_id, 150_000_000, date(2025, 1, 2), SYSTEM))
     large = {"employees": 2000, "revenue_fen": 500_000_000_00}
     _lend(bank.id, program.code, world.district, "3000000.00", 2024)
