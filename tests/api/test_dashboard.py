@@ -209,6 +209,8 @@ def test_the_demo_book_fills_the_dashboard(fresh_engine):
     status, html = page(client, "?region=440100&year=2025")
     assert status == 200 and 'id="chart-amount"' in html  # (claims: the full-size demo has some)
     assert len(re.findall(r'<tr data-year="(\d+)"', html)) >= 6  # 2019 (or 2018: early registrations) to 2025
+    section = stress_section(html, "gd-ip-pledge")  # the demo's stress test, for the pool section
+    assert len(_cells(section, "probability")) == 5 and _cells(section, "scenarios")[0] == "10000"
 
 
 # --- the pool stress test section --------------------------------------------------------------
