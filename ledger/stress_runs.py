@@ -268,6 +268,14 @@ def _finish(engine: Engine, run_id: int, token: str, *, status: str, results: di
         update(stress_runs).where(_held(run_id, token)).values(**values)))
 
 
+def run_now(engine: Engine, code: str, a: stress.Assumptions, key_id: int | None = None) -> tuple[int, str]:
+    """Queue a run and run it at once, here, as the scheduler would (the demo, `ipledger stress
+    --save`): (run id, status: done, failed, or queued if a scheduler took it first)."""
+    run_id = run_in_transaction(engine, lambda conn: queue_run(conn, get_program(conn, code), a, key_id))["id"]
+    claimed = claim_next(engine, only_id=run_id)
+    return run_id, "queued" if claimed is None else execute(engine, *claimed)
+
+
 def run_queued(engine: Engine, limit: int = 10) -> int:
     """The scheduler's job: run queued stress tests one after another; returns how many ran."""
     ran = 0

@@ -98,6 +98,6 @@ def queue_stress_run(code: str, **changes) -> int:
 
 def done_stress_run(engine, code: str, **changes) -> int:
     """A finished run, run synchronously as the scheduler would (queue, claim, execute)."""
-    run_id = queue_stress_run(code, **changes)
-    assert stress_runs.execute(engine, *stress_runs.claim_next(engine, only_id=run_id)) == "done"
+    run_id, status = stress_runs.run_now(engine, code, stress_runs.assumptions_from_dict({**STRESS, **changes}))
+    assert status == "done"
     return run_id

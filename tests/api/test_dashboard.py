@@ -278,5 +278,6 @@ def test_a_programme_without_a_finished_run_says_how_to_make_one(client, world):
     status, html = page(client, f"?region={world.other_city}&year=2025")
     section = stress_section(html, code)
     assert status == 200 and "No stress test run yet: " in section
-    assert f"<code>POST /v1/programs/{code}/stress-tests</code> or <code>ipledger stress</code>" in section
+    assert (f"<code>POST /v1/programs/{code}/stress-tests</code> or "
+            f"<code>ipledger stress --program {code} --save ...</code>") in section
     assert "canvas" not in section and code not in [c["program"] for c in stress_chart_data(html)]
