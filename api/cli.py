@@ -660,8 +660,10 @@ def _lending(_ctx, _param, values):
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--as-of", metavar="YYYY-MM-DD", help="The book's date (default today).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
+@click.option("--save", is_flag=True, help="Store it as the programme's stress test (as the scheduler "
+                                           "runs a POSTed one): the dashboard shows the latest stored.")
 def stress(program, years, scenarios, pd, pd_sme, pd_non_sme, rho, recovery_rate, recovery_sd,
-           recovery_delay, contribution, new_lending, target, seed, as_of, as_json) -> None:
+           recovery_delay, contribution, new_lending, target, seed, as_of, as_json, save) -> None:
     """Stress-test a programme's pool: Monte Carlo of its live loans' defaults (docs/STRESS.md)."""
     from ledger import stress as engine_
     from ledger.fields import load
@@ -680,15 +682,31 @@ def stress(program, years, scenarios, pd, pd_sme, pd_non_sme, rho, recovery_rate
             book = engine_.load_book(conn, program, assumptions.as_of)
     except DomainError as error:
         _fail(error)
-    with click.progressbar(length=100, label=f"{program}: {scenarios} scenarios x {book.size} loans "
-                                             f"x {years} years", file=sys.stderr) as bar:
-        def progress(done: float) -> None:
-            bar.update(int(done * 100) - bar.pos)
-        results = ResultsOut().dump(json.loads(json.dumps(engine_.run(book, assumptions, progress), default=str)))
+    if save:
+        results = ResultsOut().dump(_saved_stress_run(program, assumptions))
+    else:
+        with click.progressbar(length=100, label=f"{program}: {scenarios} scenarios x {book.size} loans "
+                                                 f"x {years} years", file=sys.stderr) as bar:
+            def progress(done: float) -> None:
+                bar.update(int(done * 100) - bar.pos)
+            results = ResultsOut().dump(json.loads(json.dumps(engine_.run(book, assumptions, progress), default=str)))
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     _stress_report(results)
+
+
+def _saved_stress_run(code: str, assumptions) -> dict:
+    """Run it as the scheduler would and store it; its stored results."""
+    from ledger import stress_runs
+    engine = _engine()
+    run_id, status = stress_runs.run_now(engine, code, assumptions)
+    with engine.connect() as conn:
+        run = stress_runs.get_run(conn, code, run_id)
+    if status != "done":
+        raise click.ClickException(f"stress test {run_id} {status}: {run['error'] or 'a scheduler has it'}")
+    click.echo(f"stored as stress test {run_id}: GET /v1/programs/{code}/stress-tests/{run_id}", err=True)
+    return run["results"]
 
 
 def _stress_report(r: dict) -> None:

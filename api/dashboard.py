@@ -1,6 +1,8 @@
 """`/dashboard`: server-rendered pages for people (API.md "Pages"): sign in with an API key, then
 a region's targets against their thresholds (charts and tables), the claims' losses by party and
-recent subsidy batches, showing what the key's role may see through the API and nothing more.
+recent subsidy batches and, for keys that may read a programme's stress tests (fiscal, pool,
+admin: `ledger.stress_runs.may_stress`, as the API), each programme's latest finished stress test
+beside its actual fund; showing what the key's role may see through the API and nothing more.
 
 Sessions and forms
 - The sign-in form takes an API key and checks it as the API does (`ledger.keys.authenticate`).
@@ -15,12 +17,13 @@ Sessions and forms
   block, not a script) and are never cached.
 
 Thin like every view: the figures come from `ledger.dashboard`, `ledger.targets`,
-`ledger.claims` and `ledger.subsidy_batches` with the same scopes as the API's readers.
+`ledger.claims`, `ledger.subsidy_batches` and `ledger.stress_runs` with the same scopes as the API's readers.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
+from decimal import Decimal
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from marshmallow import EXCLUDE, ValidationError
@@ -30,9 +33,10 @@ from api.db import read
 from api.fields import Choice, Code, QueryInteger, Region, RequestSchema
 from api.problems import DOMAIN_STATUS
 from api.scope import read_scope
+from api.stress_tests import ROLES as STRESS_READERS
 from api.subsidy_batches import READERS as BATCH_READERS
 from api.targets import FIRST_YEAR, LAST_YEAR
-from ledger import claims, dashboard, keys, subsidy_batches, targets
+from ledger import claims, dashboard, keys, stress_runs, subsidy_batches, targets
 from ledger.errors import DomainError, flatten_messages
 from ledger.identifiers import region_prefix
 from ledger.money import format_yuan
@@ -159,6 +163,7 @@ def page():
             context = _context(conn, who, home, region, args)
     except DomainError as error:
         return _error_page(next(code for cls, code in DOMAIN_STATUS if isinstance(error, cls)), error.detail)
+    context["stress_chart"] = _stress_chart_data(context.get("stress", []))
     return render_template("dashboard.html", **context)
 
 
@@ -180,7 +185,46 @@ def _context(conn, who, home: str, region: str, args: dict) -> dict:
         rows = subsidy_batches.list_batches(conn, None if region_prefix(region) == "" else region,
                                             limit=RECENT_BATCHES, newest_first=True)
         context["batches"] = [{**row, "total": format_yuan(row["total_fen"])} for row in rows]
+    if who.role in STRESS_READERS:
+        # A pool has no region to choose: every programme it is a party to.
+        context["stress"] = _stress_sections(conn, who, None if who.role == "pool" else region)
     return context
+
+
+def _stress_sections(conn, who, region: str | None) -> list[dict]:
+    """Each programme the key may stress in the region: its latest finished run, or None."""
+    shown = stress_runs.programs_to_show(conn, who.role, who.institution_code, who.region, region)
+    latest = stress_runs.latest_done_runs(conn, [p.id for p in shown])
+    return [_stress_section(p, stress_runs.stress_summary(conn, latest[p.id]) if p.id in latest else None)
+            for p in shown]
+
+
+def _stress_section(program, summary: dict | None) -> dict:
+    section = {"program": program.code, "name": program.name, "run": None}
+    if summary is None:
+        return section
+    a = summary["assumptions"]
+    curve = summary["exhaustion_probability_by_year"]
+    bins = summary["fund_payout_histogram"]
+    section.update(
+        run=summary["run"], as_of=a["as_of"], fund_balance=format_yuan(summary["fund_balance_today_fen"]),
+        simulated_fund_balance=format_yuan(summary["simulated_fund_balance_fen"]),
+        assumptions={"scenarios": a["scenarios"], "years": a["years"], "pd": a["default_probability"],
+                     "rho": a["asset_correlation"], "seed": a["seed"]},
+        exhaustion=[{"year": point["year"], "probability": point["probability"],
+                     "percent": _percent(Decimal(point["probability"]))} for point in curve],
+        histogram=[{"from": format_yuan(b["from"]), "to": format_yuan(b["to"]), "count": b["count"]}
+                   for b in bins])
+    return section
+
+
+def _stress_chart_data(sections: list[dict]) -> list[dict]:
+    """What dashboard.js draws for each finished run: exact strings (probabilities, yuan)."""
+    return [{"program": s["program"], "years": [p["year"] for p in s["exhaustion"]],
+             "exhaustion_probability": [p["probability"] for p in s["exhaustion"]],
+             "payout_from": [b["from"] for b in s["histogram"]], "payout_to": [b["to"] for b in s["histogram"]],
+             "payout_count": [b["count"] for b in s["histogram"]]}
+            for s in sections if s["run"] is not None]
 
 
 def _region_scope(region: str) -> ReadScope:

@@ -3,7 +3,7 @@
 `POST /v1/programs/{code}/stress-tests` queues a run (`queue_run`); the scheduler process
 (`jobs.tasks.run_stress_tests`) takes the oldest queued one (`claim_next`), simulates it
 (`ledger.stress`) updating its progress, and stores the results. Reads: `get_run`, `list_runs`,
-`stress_summary` (for the dashboard).
+`stress_summary`, `programs_to_show` and `latest_done_runs` (for the dashboard).
 
 Guarantees
 - One schema (`AssumptionsIn`) reads the assumptions for the API (which documents it) and the
@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, post_load, validates_schema
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, func, or_, select, update
 
 from ledger import stress
 from ledger.dates import today as business_today
@@ -37,7 +37,7 @@ from ledger.db import is_postgres, run_in_transaction, utcnow
 from ledger.errors import NotFound
 from ledger.fields import Day, Integer, Money, Object, Objects, Ratio, RequestSchema
 from ledger.money import format_yuan
-from ledger.programs import Program, get_program
+from ledger.programs import Program, get_program, list_programs
 from ledger.schema import api_keys, programs, stress_runs
 
 log = logging.getLogger("ipledger.stress")
@@ -268,6 +268,14 @@ def _finish(engine: Engine, run_id: int, token: str, *, status: str, results: di
         update(stress_runs).where(_held(run_id, token)).values(**values)))
 
 
+def run_now(engine: Engine, code: str, a: stress.Assumptions, key_id: int | None = None) -> tuple[int, str]:
+    """Queue a run and run it at once, here, as the scheduler would (the demo, `ipledger stress
+    --save`): (run id, status: done, failed, or queued if a scheduler took it first)."""
+    run_id = run_in_transaction(engine, lambda conn: queue_run(conn, get_program(conn, code), a, key_id))["id"]
+    claimed = claim_next(engine, only_id=run_id)
+    return run_id, "queued" if claimed is None else execute(engine, *claimed)
+
+
 def run_queued(engine: Engine, limit: int = 10) -> int:
     """The scheduler's job: run queued stress tests one after another; returns how many ran."""
     ran = 0
@@ -287,7 +295,7 @@ def stress_summary(conn: Connection, run_id: int) -> dict | None:
     """For the dashboard: a finished run's exhaustion curve by year and fund payout histogram,
     beside the programme's actual fund today (fen). None while the run is not done."""
     row = conn.execute(select(stress_runs.c.status, stress_runs.c.results_json, stress_runs.c.program_id,
-                              programs.c.code)
+                              stress_runs.c.assumptions_json, stress_runs.c.finished_at, programs.c.code)
                        .join(programs, programs.c.id == stress_runs.c.program_id)
                        .where(stress_runs.c.id == run_id)).first()
     if row is None:
@@ -296,8 +304,35 @@ def stress_summary(conn: Connection, run_id: int) -> dict | None:
         return None
     results = json.loads(row.results_json)
     balance, _ = stress._fund_on(conn, row.program_id, business_today())
-    return {"run": run_id, "program": row.code,
+    return {"run": run_id, "program": row.code, "assumptions": json.loads(row.assumptions_json),
+            "finished_at": row.finished_at,
             "exhaustion_probability_by_year": results["exhaustion_probability_by_year"],
             "fund_payout_histogram": results["fund_payout_histogram"],
             "fund_payout": results["fund_payout"], "fund_balance_today_fen": balance,
             "simulated_fund_balance_fen": results["fund"]["balance_fen"]}
+
+
+PROGRAMS_PAGE = 200
+
+
+def programs_to_show(conn: Connection, role: str, institution_code: str | None, key_region: str | None,
+                     region: str | None) -> list[Program]:
+    """The programmes whose stress tests the key may read (`may_stress`), among those involving
+    `region` (every programme when None: a pool's, which has no region to choose), by id."""
+    shown, after_id = [], 0
+    while True:
+        page = list_programs(conn, after_id=after_id, limit=PROGRAMS_PAGE, involving_region=region)
+        shown += [p for p in page if may_stress(p, role, institution_code, key_region)]
+        if len(page) < PROGRAMS_PAGE:
+            return shown
+        after_id = page[-1].id
+
+
+def latest_done_runs(conn: Connection, program_ids: list[int]) -> dict[int, int]:
+    """Each programme's latest finished run (program id -> run id); programmes with none are absent."""
+    if not program_ids:
+        return {}
+    rows = conn.execute(select(stress_runs.c.program_id, func.max(stress_runs.c.id))
+                        .where(stress_runs.c.program_id.in_(program_ids), stress_runs.c.status == "done")
+                        .group_by(stress_runs.c.program_id))
+    return {program_id: run_id for program_id, run_id in rows}

@@ -6,6 +6,7 @@ City A (`<P>0100`, district `<P>0101`): 2024 lends 3000000.00 (a private SME) + 
 large firm); 2025 lends 5000000.00 (an SME, the claim's loan), 800000.00 (an SME) and 200000.00
 (a large firm): amount growth exactly 20% (fails "> 20%"), count growth 50%, SME share 50% then
 2/3. City B (`<P>0200`): one 2025 loan of 700000.00 with its own bank and programme.
+`done_stress_run` gives a programme a finished stress test, run synchronously as the scheduler would.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import date
 
-from ledger import claims, programs
+from ledger import claims, programs, stress_runs
 from ledger.journal import SYSTEM
 from ledger.schema import institutions
 from tests.factories import (BorrowerFactory, InstitutionFactory, ProgramFactory, api_terms, make_key,
@@ -31,10 +32,13 @@ class DashboardWorld:
     other_city: str
     keys: dict = field(default_factory=dict)  # name -> secret
     claim_id: int = 0
+    program: str = ""  # city A's programme (the claim's, the pool's)
+    stress_run: int = 0  # a finished stress test of it, when a test made one
+    other_program: str = ""  # city B's
     parties: dict = field(default_factory=dict)
 
 
-def _institution_id(code: str) -> int:
+def institution_id(code: str) -> int:
     return tx(lambda conn: conn.execute(select(institutions.c.id).where(institutions.c.code == code)).scalar_one())
 
 
@@ -51,8 +55,9 @@ def build(province: str | None = None) -> DashboardWorld:
     world = DashboardWorld(province, province[:2] + "0100", province[:2] + "0101", province[:2] + "0200")
     world.parties = program_parties(world.city)
     program = ProgramFactory(region=world.city, terms=api_terms(**world.parties))
+    world.program = program.code
     bank = InstitutionFactory(kind="bank", region=world.city)
-    pool_id = _institution_id(world.parties["pool"])
+    pool_id = institution_id(world.parties["pool"])
     tx(lambda conn: programs.contribute(conn, program.code, pool_id, 150_000_000, date(2025, 1, 2), SYSTEM))
     large = {"employees": 2000, "revenue_fen": 500_000_000_00}
     _lend(bank.id, program.code, world.district, "3000000.00", 2024)
@@ -65,6 +70,7 @@ def build(province: str | None = None) -> DashboardWorld:
     world.claim_id = claim["id"]
 
     other_program = ProgramFactory(region=world.other_city)
+    world.other_program = other_program.code
     other_bank = InstitutionFactory(kind="bank", region=world.other_city)
     _lend(other_bank.id, other_program.code, world.other_city[:4] + "01", "700000.00", 2025)
 
@@ -78,3 +84,20 @@ def build(province: str | None = None) -> DashboardWorld:
         "admin": make_key("admin"),
     }
     return world
+
+
+STRESS = {"as_of": "2026-07-01", "years": 3, "scenarios": 40, "seed": 11, "default_probability": "0.3",
+          "asset_correlation": "0.2", "recovery_rate": "0.2"}
+"""A small stress test (40 scenarios: well under a second) of a world's programme."""
+
+
+def queue_stress_run(code: str, **changes) -> int:
+    a = stress_runs.assumptions_from_dict({**STRESS, **changes})
+    return tx(lambda conn: stress_runs.queue_run(conn, programs.get_program(conn, code), a, None))["id"]
+
+
+def done_stress_run(engine, code: str, **changes) -> int:
+    """A finished run, run synchronously as the scheduler would (queue, claim, execute)."""
+    run_id, status = stress_runs.run_now(engine, code, stress_runs.assumptions_from_dict({**STRESS, **changes}))
+    assert status == "done"
+    return run_id

@@ -30,6 +30,12 @@ def test_stress_from_the_command_line(tmp_path):
     full = json.loads(ipledger(tmp_path, *args, "--json").stdout)
     assert full == json.loads(ipledger(tmp_path, *args, "--json").stdout)  # same seed, same figures
     assert full["fund"]["balance"] == "1000000.00" and len(full["exhaustion_probability_by_year"]) == 3
+    saved = ipledger(tmp_path, *args, "--json", "--save")  # stored, as the scheduler stores a POSTed run
+    assert json.loads(saved.stdout) == full and "stored as stress test " in saved.stderr
+    from ledger import stress_runs
+    run_id = int(saved.stderr.split("stored as stress test ")[1].split(":")[0])
+    run = factories.tx(lambda conn: stress_runs.get_run(conn, program.code, run_id))
+    assert run["status"] == "done" and run["assumptions"]["seed"] == 9
     refused = ipledger(tmp_path, "stress", "--program", program.code, "--pd", "1.5", "--rho", "0.1", check=False)
     assert refused.returncode != 0 and "default_probability" in refused.stderr
     unknown = ipledger(tmp_path, "stress", "--program", "nope", "--pd", "0.1", "--rho", "0.1", check=False)

@@ -107,5 +107,31 @@
                              ticks: {callback: function (v) { return yuanShort.format(v); }}}}}
     });
   }
+  // Pool stress tests: per programme, the exhaustion curve (% by simulated year) and the fund
+  // payout histogram (scenarios per bin); the tables beside them print the exact figures.
+  (data.stress || []).forEach(function (run) {
+    new Chart(document.getElementById("chart-stress-exhaustion-" + run.program), {
+      type: "line",
+      data: {labels: run.years, datasets: [{label: "fund exhausted by the year's end (%)",
+             data: run.exhaustion_probability.map(pct), borderColor: FAIL, backgroundColor: FAIL,
+             borderWidth: 2, pointRadius: 4}]},
+      options: {plugins: {title: {display: true, text: run.program + ": probability the fund runs dry", font: {size: 15}},
+                          legend: {position: "bottom"}},
+                scales: {x: {title: {display: true, text: "simulated year"}},
+                         y: {min: 0, suggestedMax: 10, title: {display: true, text: "probability (%)"},
+                             ticks: {callback: function (v) { return v + "%"; }}}}}
+    });
+    new Chart(document.getElementById("chart-stress-payout-" + run.program), {
+      type: "bar",
+      data: {labels: run.payout_from.map(function (from, i) {
+               return yuanShort.format(num(from)) + "–" + yuanShort.format(num(run.payout_to[i])); }),
+             datasets: [{label: "scenarios", data: run.payout_count, backgroundColor: BAR}]},
+      options: {plugins: {title: {display: true, text: run.program + ": fund payout over the horizon (yuan)", font: {size: 15}},
+                          legend: {display: false}},
+                scales: {x: {title: {display: true, text: "fund payout (yuan)"}},
+                         y: {beginAtZero: true, title: {display: true, text: "scenarios"},
+                             ticks: {callback: function (v) { return Number.isInteger(v) ? v : ""; }}}}}
+    });
+  });
   document.body.setAttribute("data-charts-ready", "true");
 }());

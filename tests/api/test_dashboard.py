@@ -3,14 +3,16 @@ session cookie, CSRF on its forms, sign-out, a revoked or tampered session signe
 each role sees (tests/dashboard_world.py: a province of its own)."""
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 
 import pytest
 
 from api.settings import session_config
 from ledger.keys import revoke_key
-from tests.dashboard_world import build
-from tests.factories import tx
+from tests.dashboard_world import build, done_stress_run, queue_stress_run
+from tests.factories import make_key, tx
 
 COOKIE = "ipledger_session"
 
@@ -207,3 +209,76 @@ def test_the_demo_book_fills_the_dashboard(fresh_engine):
     status, html = page(client, "?region=440100&year=2025")
     assert status == 200 and 'id="chart-amount"' in html  # (claims: the full-size demo has some)
     assert len(re.findall(r'<tr data-year="(\d+)"', html)) >= 6  # 2019 (or 2018: early registrations) to 2025
+    section = stress_section(html, "gd-ip-pledge")  # the demo's stress test, for the pool section
+    assert len(_cells(section, "probability")) == 5 and _cells(section, "scenarios")[0] == "10000"
+
+
+# --- the pool stress test section --------------------------------------------------------------
+
+def stress_section(html: str, code: str) -> str:
+    found = re.search(rf'<section class="stress" data-program="{re.escape(code)}">(.*?)</section>', html, re.S)
+    assert found, f"no stress section for {code}"
+    return found.group(1)
+
+
+def stress_chart_data(html: str) -> list[dict]:
+    return json.loads(re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>',
+                                html, re.S).group(1))["stress"]
+
+
+def test_a_fiscal_bureau_sees_its_programmes_latest_stress_test_as_the_api_gives_it(client, world, engine):
+    code = world.program
+    done_stress_run(engine, code, seed=1)
+    run_id = done_stress_run(engine, code, as_of="2025-01-01")  # the latest finished run is shown...
+    queue_stress_run(code)  # ...not a later one still queued
+    sign_in(client, world.keys["fiscal"])
+    status, html = page(client, f"?region={world.city}&year=2025")
+    assert status == 200 and 'id="stress"' in html
+    section = stress_section(html, code)
+    headers = {"Authorization": f"Bearer {world.keys['fiscal']}"}
+    api = client.get(f"/v1/programs/{code}/stress-tests/{run_id}", headers=headers).get_json()
+    results, a = api["results"], api["assumptions"]
+    assert f"Stress test {run_id} " in section
+    curve, histogram = results["exhaustion_probability_by_year"], results["fund_payout_histogram"]
+    assert _cells(section, "probability") == [p["probability"] for p in curve]
+    assert _cells(section, "percent") == [f"{Decimal(p['probability']) * 100:.2f}%" for p in curve]
+    assert _cells(section, "from") == [b["from"] for b in histogram]
+    assert _cells(section, "to") == [b["to"] for b in histogram]
+    assert _cells(section, "scenarios") == [str(a["scenarios"])] + [str(b["count"]) for b in histogram]
+    assert [_cells(section, f)[0] for f in ("years", "pd", "rho", "seed")] == [
+        str(a["years"]), a["default_probability"], a["asset_correlation"], str(a["seed"])]
+    fund = client.get(f"/v1/programs/{code}/fund", headers=headers).get_json()
+    assert _cells(section, "fund_balance") == [fund["balance"]]
+    assert _cells(section, "simulated_fund_balance") == [results["fund"]["balance"]] == ["0.00"]  # before the
+    assert fund["balance"] != "0.00"  # pool's contribution of 2025-01-02; today's fund is the journal's
+    chart = next(c for c in stress_chart_data(html) if c["program"] == code)
+    assert chart["exhaustion_probability"] == [p["probability"] for p in curve]
+    assert (chart["payout_from"], chart["payout_count"]) == ([b["from"] for b in histogram],
+                                                             [b["count"] for b in histogram])
+    assert f'id="chart-stress-exhaustion-{code}"' in section and f'id="chart-stress-payout-{code}"' in section
+    assert "<script>" not in html  # the data is a JSON block: the CSP allows no inline script
+
+
+def test_a_pool_sees_the_programmes_it_is_party_to_and_others_see_no_stress_test(client, world, engine):
+    code = world.program
+    done_stress_run(engine, code)
+    sign_in(client, make_key("pool", world.parties["pool"]))
+    _, html = page(client)
+    assert 'data-field="probability"' in stress_section(html, code)
+    assert world.other_program not in html  # a programme it is not a party to
+    for reader in ("bank", "auditor", "insurer"):
+        sign_in(client, world.keys[reader])
+        status, html = page(client, "?year=2025")
+        assert status == 200 and 'id="stress"' not in html and stress_chart_data(html) == []
+
+
+def test_a_programme_without_a_finished_run_says_how_to_make_one(client, world):
+    code = world.other_program  # never stress-tested
+    queue_stress_run(code)  # queued is not finished
+    sign_in(client, world.keys["admin"])
+    status, html = page(client, f"?region={world.other_city}&year=2025")
+    section = stress_section(html, code)
+    assert status == 200 and "No stress test run yet: " in section
+    assert (f"<code>POST /v1/programs/{code}/stress-tests</code> or "
+            f"<code>ipledger stress --program {code} --save ...</code>") in section
+    assert "canvas" not in section and code not in [c["program"] for c in stress_chart_data(html)]

@@ -4,7 +4,9 @@ years of loans and a claim (tests/dashboard_world.py), on each database backend.
 
 A fiscal key signs in through the form, chooses region and year, and the charts' data
 (`Chart.getChart(canvas).data`) and the tables beside them are compared with `GET /v1/targets`
-and `/v1/targets/series` asked over HTTP with the same key; the browser's console must be free
+and `/v1/targets/series` asked over HTTP with the same key, and the pool stress test's charts with
+`GET /v1/programs/{code}/stress-tests/{id}` (a run made synchronously, `done_stress_run`); the
+browser's console must be free
 of errors (a Content-Security-Policy violation or a script error is one). A screenshot goes to
 `test-output/dashboard.png` (`dashboard-postgres.png` for the PostgreSQL run). Sign-out shows the
 sign-in form again.
@@ -20,15 +22,16 @@ import os
 import threading
 import time
 import urllib.request
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
-from ledger import targets
+from ledger import programs, targets
 from ledger.journal import SYSTEM
-from tests.dashboard_world import build
+from tests.dashboard_world import build, done_stress_run, institution_id
 from tests.factories import tx
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -49,7 +52,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,2300", "--hide-scrollbars", "--lang=en-US"):
+                     "--window-size=1400,3600", "--hide-scrollbars", "--lang=en-US"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -66,6 +69,10 @@ def served(fresh_engine):
     world = build("440000")
     tx(lambda conn: targets.create_target_set(conn, "count-57", [
         {"metric": "count_growth", "comparator": ">=", "threshold": Decimal("0.57")}], SYSTEM))
+    pool_id = institution_id(world.parties["pool"])  # a fund that pays some scenarios' claims in full
+    tx(lambda conn: programs.contribute(conn, world.program, pool_id, 1_200_000_00, date(2026, 1, 5), SYSTEM))
+    world.stress_run = done_stress_run(fresh_engine, world.program, scenarios=400, annual_contribution="300000.00",
+                                       new_lending=[{"year": 2, "amount": "8000000.00"}])
     server = make_server("127.0.0.1", 0, create_app(fresh_engine), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -85,6 +92,17 @@ def _wait_for(driver, css: str):
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.wait import WebDriverWait
     return WebDriverWait(driver, WAIT_S).until(shown.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def _show(driver) -> None:
+    """Submit the choice and wait for the new page's charts (the old page's body was ready too)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.wait import WebDriverWait
+    old_body = driver.find_element(By.TAG_NAME, "body")
+    driver.find_element(By.ID, "show").click()
+    WebDriverWait(driver, WAIT_S).until(shown.staleness_of(old_body))
+    _wait_for(driver, "body[data-charts-ready='true']")
 
 
 def _chart(driver, canvas_id: str) -> dict:
@@ -119,8 +137,7 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     _wait_for(browser, "body[data-charts-ready='true']")
     Select(browser.find_element(By.ID, "region")).select_by_value(world.city)
     Select(browser.find_element(By.ID, "year")).select_by_value("2025")
-    browser.find_element(By.ID, "show").click()
-    _wait_for(browser, "body[data-charts-ready='true']")
+    _show(browser)
     assert f"region={world.city}" in browser.current_url and "year=2025" in browser.current_url
 
     series = _api(base, fiscal, f"/v1/targets/series?region={world.city}&from=2024&to=2025")["items"]
@@ -144,13 +161,13 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     assert errors == []
 
     Select(browser.find_element(By.ID, "target_set")).select_by_value("count-57")
-    browser.find_element(By.ID, "show").click()
-    _wait_for(browser, "body[data-charts-ready='true']")
+    _show(browser)
     counted = _chart(browser, "chart-count")["datasets"][2]  # 0.57 * 100 is not 57 in floating point
     assert (counted["label"], counted["data"]) == ("threshold >= 57%", [57, 57])
     Select(browser.find_element(By.ID, "target_set")).select_by_value("key-city-2018")
-    browser.find_element(By.ID, "show").click()
-    _wait_for(browser, "body[data-charts-ready='true']")
+    _show(browser)
+
+    _check_stress_charts(browser, base, world)
 
     OUTPUT.mkdir(exist_ok=True)
     shot = OUTPUT / ("dashboard.png" if backend == "sqlite" else f"dashboard-{backend}.png")
@@ -162,3 +179,18 @@ def test_a_fiscal_bureau_signs_in_reads_the_charts_and_signs_out(browser, served
     browser.get(base + "/dashboard")
     _wait_for(browser, "#sign-in-form")
     assert time.monotonic() - started < TEST_BUDGET_S
+
+
+def _check_stress_charts(browser, base: str, world) -> None:
+    """The stress test's curve (in %) and histogram as drawn, against the API's results."""
+    code = world.program
+    run = _api(base, world.keys["fiscal"], f"/v1/programs/{code}/stress-tests/{world.stress_run}")
+    curve, bins = run["results"]["exhaustion_probability_by_year"], run["results"]["fund_payout_histogram"]
+    drawn = _chart(browser, f"chart-stress-exhaustion-{code}")
+    assert drawn["labels"] == [point["year"] for point in curve]
+    assert all(_growth_close(v, point["probability"]) for v, point in zip(drawn["datasets"][0]["data"], curve))
+    payout = _chart(browser, f"chart-stress-payout-{code}")
+    assert payout["datasets"][0]["data"] == [b["count"] for b in bins] and len(payout["labels"]) == len(bins)
+    section = f"section.stress[data-program='{code}']"
+    assert _texts(browser, f"{section} td[data-field=probability]") == [p["probability"] for p in curve]
+    assert _texts(browser, f"{section} td[data-field=from]") == [b["from"] for b in bins]
