@@ -1,0 +1,101 @@
+"""Crash safety (issue 13 item 2), on PostgreSQL through real processes: kill -9 of gunicorn (the
+master and its workers) in the middle of a loan batch, then a restart and the retried request.
+
+Nothing is half-written because the whole batch is one transaction whose COMMIT a dead worker
+never sends; the retry completes exactly once because its Idempotency-Key was never stored (it
+is stored in that same transaction). SQLite: skipped (one writer at a time; no server processes).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select, text
+
+from bench.common import bank_headers, make_case, setup_world
+from bench.drills import Gunicorn, post, wait_for_backends_to_end
+from ledger import chain
+from ledger.db import run_in_transaction
+from ledger.schema import entries, idempotency_keys, loans, pledges
+
+BATCH_LOANS = int(os.environ.get("IPLEDGER_CRASH_BATCH_LOANS", "2000"))  # 10,000 in `make crash`
+
+
+@pytest.fixture
+def pg_engine(fresh_engine):
+    if fresh_engine.dialect.name != "postgresql":
+        pytest.skip("crash drills run server processes against PostgreSQL (SQLite: one writer)")
+    return fresh_engine
+
+
+def _url(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _writing(engine, table: str) -> bool:
+    """Another session holds a write lock on `table`: a transaction is inserting into it."""
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE c.relname = :table AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid())"),
+            {"table": table}).scalar_one()
+
+
+def _wait_until(condition, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.002)
+
+
+def _counts(engine, bank_id: int, key: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        def count(table, *where):
+            return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+        return {"loans": count(loans, loans.c.bank_id == bank_id),
+                "pledges": count(pledges, pledges.c.loan_id.in_(select(loans.c.id).where(loans.c.bank_id == bank_id))),
+                "entries": count(entries, entries.c.idempotency_key == key),
+                "stored_keys": count(idempotency_keys, idempotency_keys.c.key == key)}
+
+
+def _verified(engine) -> chain.Verification:
+    run_in_transaction(engine, chain.seal_pending)
+    with engine.connect() as conn:
+        return chain.verify(conn)
+
+
+def test_kill_9_of_gunicorn_mid_batch_writes_nothing_and_the_retry_lands_once(pg_engine):
+    world = setup_world(pg_engine)
+    batch = {"loans": [make_case(i, world).payload for i in range(BATCH_LOANS)]}
+    key = "crash-batch-1"
+    headers = bank_headers(world, key)
+
+    server = Gunicorn(_url(pg_engine)).start()
+    try:
+        replies = []
+        sender = threading.Thread(target=lambda: replies.append(post(server.port, "/v1/loans/batch", batch, headers)))
+        sender.start()
+        _wait_until(lambda: _writing(pg_engine, "postings"))  # rows are being written, not committed
+        killed = server.kill_hard()
+        sender.join()
+    finally:
+        server.stop()
+    assert killed == 3  # the master and both workers
+    assert replies[0].status is None, "the batch finished before the kill: nothing was tested"
+    wait_for_backends_to_end(pg_engine)
+    assert _counts(pg_engine, world.bank_id, key) == {"loans": 0, "pledges": 0, "entries": 0, "stored_keys": 0}
+
+    restarted = Gunicorn(_url(pg_engine)).start()
+    try:
+        first = post(restarted.port, "/v1/loans/batch", batch, headers)
+        again = post(restarted.port, "/v1/loans/batch", batch, headers)
+    finally:
+        restarted.stop()
+    assert (first.status, first.body["count"], first.replayed) == (201, BATCH_LOANS, False)
+    assert (again.status, again.replayed, again.body) == (201, True, first.body)
+    assert _counts(pg_engine, world.bank_id, key) == {
+        "loans": BATCH_LOANS, "pledges": 2 * BATCH_LOANS, "entries": BATCH_LOANS, "stored_keys": 1}
+    verified = _verified(pg_engine)
+    assert verified.balanced and verified.chain_intact and verified.unsealed == 0
