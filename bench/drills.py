@@ -46,6 +46,15 @@ class Gunicorn:
     process: subprocess.Popen | None = None
 
     def start(self) -> "Gunicorn":
+        self.launch()
+        return self.wait_until_ready()
+
+    def wait_until_ready(self) -> "Gunicorn":
+        _wait_until_ready(self.process, self.port, self.log)
+        return self
+
+    def launch(self) -> "Gunicorn":
+        """Start the process without waiting for it to answer (several boot at once)."""
         env = {**os.environ, "IPLEDGER_DATABASE_URL": self.database_url,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
@@ -54,7 +63,6 @@ class Gunicorn:
                    "--log-level", "warning", "--chdir", str(REPO_ROOT), "wsgi:app"]
         self.log = tempfile.TemporaryFile(prefix="ipl_drill_gunicorn_")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        _wait_until_ready(self.process, self.port, self.log)
         return self
 
     def kill_hard(self) -> int:

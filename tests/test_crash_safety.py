@@ -135,7 +135,7 @@ def test_kill_9_in_the_overdue_scan_and_the_next_scan_claims_the_rest_once(pg_en
     """Each claim of the scan is its own transaction: a kill leaves whole claims behind, and
     the next scan skips the loans already defaulted and claims the rest, each exactly once."""
     from api import create_app
-    world = setup_world(pg_engine)
+    world = setup_world(pg_engine, borrower_count=10)
     batch = {"loans": [make_case(i, world).payload for i in range(OVERDUE_LOANS)]}
     created = create_app(pg_engine).test_client().post("/v1/loans/batch", json=batch,
                                                         headers=bank_headers(world, "overdue"))
