@@ -152,7 +152,7 @@ def draw(rng: random.Random, world: SoakWorld, book: Book, key: str) -> Request:
                        {"classified_on": "2026-06-01", "overdue_days": 93,
                         "overdue_interest": _yuan(rng.randint(0, 20_000_00))})
     return Request(key, kind, f"/v1/programs/{PROGRAM_CODE}/fund-contributions",
-                   {"amount": _yuan(rng.randint(2_000, 20_000) * 100_00), "on": "2025-06-01"})
+                   {"amount": _yuan(rng.randint(200, 2_000) * 100_00), "on": "2025-06-01"})  # small: the fund binds
 
 
 def settle(request: Request, port: int, headers: dict) -> None:
