@@ -45,6 +45,7 @@ from sqlalchemy import func, select  # noqa: E402
 from bench.common import (PROGRAM_CODE, REPO_ROOT, World, bank_headers, default_url,  # noqa: E402
                           make_case, setup_world, throwaway_database)
 from bench.drills import Gunicorn, Reply, post  # noqa: E402
+from bench.loans_server import run_threads  # noqa: E402
 from ledger import chain  # noqa: E402
 from ledger.accounts import program_fund  # noqa: E402
 from ledger.db import run_in_transaction  # noqa: E402
@@ -193,20 +194,8 @@ def client(k: int, postings: int, world: SoakWorld, book: Book, ports: list[int]
 
 
 def drive(world: SoakWorld, ports: list[int], clients: int, postings: int, seed: int) -> list[Request]:
-    book, done, failures = Book(), [], []
-
-    def guarded(k):
-        try:
-            client(k, postings, world, book, ports, seed, done)
-        except BaseException as error:  # noqa: BLE001 - carried to the caller
-            failures.append(error)
-    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+    book, done = Book(), []
+    run_threads(lambda k, _share: client(k, postings, world, book, ports, seed, done), [[]] * clients)
     return done
 
 

@@ -21,9 +21,8 @@ from sqlalchemy import func, select, text
 
 from bench.common import bank_headers, make_case, setup_world
 from bench.drills import Gunicorn, post, wait_for_backends_to_end
-from ledger import chain
+from bench.soak import verified
 from ledger import claims as claims_module
-from ledger.db import run_in_transaction
 from ledger.schema import claims, entries, idempotency_keys, loans, pledges
 
 BATCH_LOANS = int(os.environ.get("IPLEDGER_CRASH_BATCH_LOANS", "2000"))  # 10,000 in `make crash`
@@ -78,12 +77,6 @@ def _counts(engine, bank_id: int, key: str) -> dict[str, int]:
                 "stored_keys": count(idempotency_keys, idempotency_keys.c.key == key)}
 
 
-def _verified(engine) -> chain.Verification:
-    run_in_transaction(engine, chain.seal_pending)
-    with engine.connect() as conn:
-        return chain.verify(conn)
-
-
 def test_kill_9_of_gunicorn_mid_batch_writes_nothing_and_the_retry_lands_once(pg_engine):
     world = setup_world(pg_engine)
     batch = {"loans": [make_case(i, world).payload for i in range(BATCH_LOANS)]}
@@ -115,8 +108,8 @@ def test_kill_9_of_gunicorn_mid_batch_writes_nothing_and_the_retry_lands_once(pg
     wait_for_backends_to_end(pg_engine)
     assert _counts(pg_engine, world.bank_id, key) == {
         "loans": BATCH_LOANS, "pledges": 2 * BATCH_LOANS, "entries": BATCH_LOANS, "stored_keys": 1}
-    verified = _verified(pg_engine)
-    assert verified.balanced and verified.chain_intact and verified.unsealed == 0
+    proof = verified(pg_engine)
+    assert proof.balanced and proof.chain_intact and proof.unsealed == 0
 
 
 SCAN = ("import sys; from datetime import date; from ledger.db import make_engine;"
@@ -157,5 +150,5 @@ def test_kill_9_in_the_overdue_scan_and_the_next_scan_claims_the_rest_once(pg_en
         claimed_entries = conn.execute(select(func.count()).select_from(entries).where(
             entries.c.kind == "claim_opened")).scalar_one()  # this test's own database
     assert claimed_entries == OVERDUE_LOANS
-    verified = _verified(pg_engine)
-    assert verified.balanced and verified.chain_intact
+    proof = verified(pg_engine)
+    assert proof.balanced and proof.chain_intact
