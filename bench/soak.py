@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is no
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import (PROGRAM_CODE, REPO_ROOT, World, bank_headers, default_url,  # noqa: E402
+from bench.common import (PROGRAM_CODE, PROGRAM_TERMS, REPO_ROOT, World, bank_headers, default_url,  # noqa: E402
                           make_case, setup_world, throwaway_database)
 from bench.drills import Gunicorn, Reply, post  # noqa: E402
 from bench.loans_server import run_threads  # noqa: E402
@@ -249,7 +249,7 @@ def replay(requests: list[Request], first_entry: dict[str, tuple[int, int]], eng
 
 def check_caps(engine, world: SoakWorld) -> None:
     """The pool's shared caps and its fund: never more used than allowed."""
-    terms = parse_terms(json.loads((REPO_ROOT / "docs/examples/programme.json").read_text())["terms"], None)
+    terms = parse_terms(PROGRAM_TERMS, None)  # the terms setup_world created the programme with
     caps = next(p for p in terms.parties if p.institution == "GZ-POOL").caps
     limit = {"borrower_year": caps.per_borrower_year_fen, "program_year": caps.per_program_year_fen}
     with engine.connect() as conn:
