@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: run test fuzz bench bench-subsidies bench-targets
+.PHONY: run test fuzz bench bench-subsidies bench-targets soak crash
 # Serve on http://$(HOST):$(PORT) with a migrated SQLite file under instance/ (DEMO=1: demo data).
 run: $(VENV)/.installed
 	$(VENV)/bin/ipledger serve --host $(HOST) --port $(PORT) $(if $(DEMO),--demo,)
@@ -48,3 +48,12 @@ bench-subsidies: $(VENV)/.installed
 # to generate; KEEP=1 keeps the database `ipledger_bench_targets` and later runs reuse it.
 bench-targets: $(VENV)/.installed
 	$(VENV)/bin/python bench/targets.py $(if $(KEEP),--keep,)
+
+# The soak at the issue's size (docs/OPERATING.md: the soak and the crash drills), PostgreSQL.
+SOAK_ARGS ?= --clients 16 --postings 1000
+soak: $(VENV)/.installed
+	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
+
+# The crash drills with a 10,000-loan batch; needs IPLEDGER_TEST_POSTGRES_URL.
+crash: $(VENV)/.installed
+	IPLEDGER_CRASH_BATCH_LOANS=10000 $(VENV)/bin/python -m pytest -q tests/test_crash_safety.py $(PYTEST_ARGS)

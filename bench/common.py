@@ -327,7 +327,7 @@ def credit_code(index: int) -> str:
     return body + credit_code_check_char(body)
 
 
-def setup_world(engine) -> World:
+def setup_world(engine, borrower_count: int = BORROWER_COUNT) -> World:
     """Institutions, the programme, borrowers with their cash accounts, the bank's settlement
     account and a bank key: everything that exists before a bank posts its first loan."""
     def create(conn):
@@ -338,7 +338,7 @@ def setup_world(engine) -> World:
         program = create_program(conn, PROGRAM_CODE, "Guangzhou IP pledge financing", REGION_CITY,
                                  date(2023, 1, 1), None, parse_terms(PROGRAM_TERMS, None), SYSTEM)
         made = []
-        for i in range(BORROWER_COUNT):
+        for i in range(borrower_count):
             facts = BorrowerFacts(credit_code(i), f"Bench Borrower {i}", REGION_BORROWER,
                                   BORROWER_INDUSTRY, 20 + (i * 7) % 400,
                                   (5_000_000 + i * 250_000) * 100, (8_000_000 + i * 100_000) * 100,

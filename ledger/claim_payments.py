@@ -31,6 +31,7 @@ from ledger.db import utcnow
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.journal import Actor, EntryDraft, Line, balance_fen, ensure_accounts, post_entry
 from ledger.money import check_fen, format_yuan
+from ledger.programs import lock_fund
 from ledger.schema import accounts, claim_payments, claim_shares, claims, institutions
 
 MAX_REFERENCE = 120
@@ -121,6 +122,7 @@ def _post_payment(conn: Connection, claim, share, amount_fen: int, paid_on: date
     lines = [Line(bank_cash, amount_fen), Line(receivable, -amount_fen), Line(payable, amount_fen)]
     if pays_from_fund(share.role):
         met, paid_out, fund = (ids[spec.code] for spec in payer_specs)
+        lock_fund(conn, claim.program_id)  # in turn with contributions, as claims are
         _refuse_fund_shortfall(conn, fund, amount_fen)
         lines += [Line(met, -amount_fen), Line(paid_out, amount_fen), Line(fund, -amount_fen)]
     else:

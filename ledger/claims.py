@@ -34,7 +34,7 @@ from ledger.journal import (SYSTEM, Actor, EntryDraft, Line, balance_fen, ensure
                             reverse_entry)
 from ledger.loans import _lock_loan, balance_on, principal_by_day
 from ledger.money import check_fen, format_yuan
-from ledger.programs import load_programs
+from ledger.programs import load_programs, lock_fund
 from ledger.reads import ReadScope
 from ledger.schema import (accounts, borrowers, cap_usage, claim_shares, claims, institutions, loans,
                            program_versions, programs, recoveries, recovery_shares)
@@ -177,6 +177,7 @@ def _fund_balance(conn: Connection, program_id: int, terms: Terms) -> int:
     if not any(party.caps.fund_balance for party in terms.parties):
         return 0
     spec = chart.program_fund(program_id)
+    lock_fund(conn, program_id)  # held to commit: the balance of the contributions before this claim
     fund_id = ensure_accounts(conn, [spec])[spec.code]
     conn.execute(select(accounts.c.id).where(accounts.c.id == fund_id).with_for_update())
     return balance_fen(conn, fund_id)

@@ -21,13 +21,13 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, insert, or_, select
+from sqlalchemy import Connection, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
-from ledger.db import utcnow
+from ledger.db import is_postgres, utcnow
 from ledger.errors import Conflict, FieldError, Invalid, NotFound, raise_if_any
 from ledger.identifiers import region_covers, validate_region
 from ledger.identifiers import region_prefix as region_prefix_of
@@ -238,6 +238,20 @@ def list_programs(conn: Connection, region_prefix: str = "", after_id: int = 0, 
 
 # --- the fund ---------------------------------------------------------------------------------
 
+# Advisory-lock namespace of programme funds on PostgreSQL (an arbitrary constant: "IPFN").
+FUND_LOCK_NS = 0x4950464E
+
+
+def lock_fund(conn: Connection, program_id: int) -> None:
+    """Contributions to a fund and the claims that split on its balance take turns: without it,
+    a claim could read the balance just before a contribution whose entry precedes its own
+    commits, and the book would differ from a replay of its entries in order (found by the soak).
+    SQLite has one writer at a time."""
+    if is_postgres(conn):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :program)"),
+                     {"ns": FUND_LOCK_NS, "program": program_id})
+
+
 def contribute(conn: Connection, code: str, contributor_id: int, amount_fen: int, on: date,
                actor: Actor, today: date | None = None) -> dict:
     """Top up the programme's compensation fund from the contributor's settlement account."""
@@ -253,6 +267,7 @@ def contribute(conn: Connection, code: str, contributor_id: int, amount_fen: int
              chart.fund_contributions(contributor_id), chart.settlement(contributor_id)]
     ids = ensure_accounts(conn, specs)
     fund, capital, expense, settlement = (ids[s.code] for s in specs)
+    lock_fund(conn, program.id)
     entry_id = post_entry(conn, EntryDraft(
         "fund_contribution", on, (Line(fund, amount_fen), Line(capital, -amount_fen),
                                   Line(expense, amount_fen), Line(settlement, -amount_fen)),
