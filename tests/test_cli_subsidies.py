@@ -9,7 +9,8 @@ from tests import factories
 from tests.test_cli import ipledger
 
 
-def test_run_approve_post_from_the_command_line(tmp_path):
+def _book_with_interest_paid(tmp_path):
+    """A migrated SQLite file with one loan under a 40% interest subsidy, 100.00 interest paid in 2024."""
     ipledger(tmp_path, "db", "upgrade")
     factories.bind(make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}"))
     terms = factories.api_terms(**factories.program_parties())
@@ -20,6 +21,11 @@ def test_run_approve_post_from_the_command_line(tmp_path):
     loan_id = factories.make_loan(bank.id, borrower.facts.credit_code, program.code, principal="1000.00",
                                   start_date="2024-01-10", maturity_date="2026-01-10")
     factories.tx(lambda conn: record_repayment(conn, loan_id, bank.id, date(2024, 2, 1), 0, 100_00, SYSTEM))
+    return program
+
+
+def test_run_approve_post_from_the_command_line(tmp_path):
+    program = _book_with_interest_paid(tmp_path)
     bureau = factories.InstitutionFactory(kind="fiscal", region="440100")
     maker, checker = (factories.make_key("fiscal", bureau.code).split("_")[1] for _ in range(2))
 
@@ -36,16 +42,7 @@ def test_run_approve_post_from_the_command_line(tmp_path):
 
 
 def test_the_scheduler_job_and_its_runs_from_the_command_line(tmp_path):
-    ipledger(tmp_path, "db", "upgrade")
-    factories.bind(make_engine(f"sqlite:///{tmp_path / 'cli.sqlite3'}"))
-    terms = factories.api_terms(**factories.program_parties())
-    terms["subsidies"] = [{"kind": "interest", "method": "pct_of_paid", "pct": "0.40"}]
-    program = factories.ProgramFactory(terms=terms)
-    bank = factories.InstitutionFactory()
-    borrower = factories.BorrowerFactory(bank_id=bank.id)
-    loan_id = factories.make_loan(bank.id, borrower.facts.credit_code, program.code, principal="1000.00",
-                                  start_date="2024-01-10", maturity_date="2026-01-10")
-    factories.tx(lambda conn: record_repayment(conn, loan_id, bank.id, date(2024, 2, 1), 0, 100_00, SYSTEM))
+    program = _book_with_interest_paid(tmp_path)
     factories.InstitutionFactory(kind="fiscal", region="440100")
 
     # Today is past 2025: 2024 and 2025 have ended; nothing was paid in 2025, so no batch for it.
