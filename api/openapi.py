@@ -101,7 +101,11 @@ NUL_IN_URL = problem_response("The path or query holds a NUL character")
 BAD_BODY = problem_response("The body is not JSON, the path or query holds a NUL character, "
                             "or a header is malformed")
 TOO_LARGE = problem_response("The body is larger than the service accepts")
-UNSUPPORTED = problem_response("The body is not `application/json`")
+
+
+def unsupported(media_types) -> dict:
+    """415, naming the body types this operation reads (most read JSON only)."""
+    return problem_response(f"The body is not {' or '.join(f'`{t}`' for t in media_types)}")
 
 
 def forbidden(roles) -> dict:
@@ -139,7 +143,9 @@ class ErrorResponses(BasePlugin):
         if "{" in path:
             errors["404"] = NOT_FOUND
         if "requestBody" in operation:
-            errors.update({"400": BAD_BODY, "413": TOO_LARGE, "415": UNSUPPORTED, "422": UNPROCESSABLE})
+            media_types = list(operation["requestBody"].get("content") or ["application/json"])
+            errors.update({"400": BAD_BODY, "413": TOO_LARGE, "415": unsupported(media_types),
+                           "422": UNPROCESSABLE})
         if any(p.get("in") == "query" for p in operation.get("parameters", [])):
             errors["422"] = UNPROCESSABLE
         return errors

@@ -194,3 +194,13 @@ def _reached_by_responses(spec: dict) -> set[str]:
 
 def _operations(item: dict):
     return [(method, operation) for method, operation in item.items() if method != "parameters"]
+
+
+def test_each_415_names_every_body_type_the_operation_reads(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in _operations(item):
+            if "requestBody" not in operation:
+                continue
+            description = operation["responses"]["415"]["description"]
+            for media_type in operation["requestBody"]["content"]:
+                assert f"`{media_type}`" in description, (method, path, media_type)
