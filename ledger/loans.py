@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, post_load, validates_schema
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
@@ -56,7 +56,7 @@ from ledger.fields import CreditCode, Day, Money, Objects, Ratio, RequestSchema,
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
 from ledger.money import check_fen, format_yuan
-from ledger.parties import Borrower, FactsVersion, borrowers_by_code, facts_in_force
+from ledger.parties import Borrower, FactsVersion, borrowers_with_facts, facts_in_force
 from ledger.pledges import MAX_PLEDGES_PER_LOAN, Pledge, PledgeIn, duplicate_problems, pledge_type
 from ledger.programs import load_programs, program_errors_for_loan
 from ledger.schema import (accounts, borrower_facts, borrowers, entries, institutions, loans, pledges,
@@ -202,10 +202,10 @@ def _create(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], actor: 
             prefix: str, today: date | None) -> _Written:
     assert drafts and all(isinstance(draft, LoanDraft) for draft in drafts)
     _check_started(drafts, prefix, today or business_today())
-    records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
+    records = borrowers_with_facts(conn, bank_id, {d.borrower_code for d in drafts})
     # Key-share: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
     programs_found = load_programs(conn, {d.program_code for d in drafts}, share_lock=True)
-    bindings = _bind(conn, drafts, records, programs_found, prefix)
+    bindings = _bind(drafts, records, programs_found, prefix)
     _check_contract_numbers(conn, bank_id, drafts, prefix)
     _check_patents_free(conn, bank_id, drafts, prefix)
     rows = [_loan_row(bank_id, draft, *binding, actor) for draft, binding in zip(drafts, bindings)]
@@ -229,16 +229,14 @@ def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
                   for i, draft in enumerate(drafts) if draft.start_date > today])
 
 
-def _bind(conn, drafts, records, programs_found, prefix):
+def _bind(drafts, records, programs_found, prefix):
     """Each loan's borrower record, the facts it freezes, programme, version and size class."""
     errors: list[FieldError] = []
-    found = [(records[d.borrower_code], d.start_date) for d in drafts if d.borrower_code in records]
-    frozen = iter(facts_in_force(conn, found))
     bindings = []
     for i, draft in enumerate(drafts):
         where = _where(prefix, i)
-        borrower = records.get(draft.borrower_code)
-        facts = next(frozen) if borrower is not None else None
+        borrower, versions = records.get(draft.borrower_code, (None, None))
+        facts = facts_in_force(versions, draft.start_date) if borrower is not None else None
         if borrower is None:
             errors.append(FieldError(_where(prefix, i, "borrower"),
                                      f"borrower {draft.borrower_code} is not registered by this bank; "
@@ -260,6 +258,15 @@ def _bind(conn, drafts, records, programs_found, prefix):
     return bindings
 
 
+# The checks every loan post runs, built once (SQLAlchemy reuses their compiled form).
+_TAKEN_CONTRACTS = select(loans.c.contract_no).where(
+    loans.c.bank_id == bindparam("bank_id"), loans.c.contract_no.in_(bindparam("numbers", expanding=True)))
+_HELD_PATENTS = (select(pledges.c.number, loans.c.id, loans.c.bank_id, loans.c.contract_no)
+                 .join(loans, loans.c.id == pledges.c.loan_id)
+                 .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
+                        pledges.c.number.in_(bindparam("numbers", expanding=True))))
+
+
 def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
     errors, seen = [], {}
     for i, draft in enumerate(drafts):
@@ -271,8 +278,8 @@ def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
     numbers = list(seen)
     taken = set()
     for start in range(0, len(numbers), 5000):
-        taken |= {row.contract_no for row in conn.execute(select(loans.c.contract_no).where(
-            loans.c.bank_id == bank_id, loans.c.contract_no.in_(numbers[start:start + 5000])))}
+        taken |= {row.contract_no for row in conn.execute(
+            _TAKEN_CONTRACTS, {"bank_id": bank_id, "numbers": numbers[start:start + 5000]})}
     if taken:
         conflicts = [FieldError(_where(prefix, seen[n], "contract_no"),
                                 f"contract {n} is already booked by this bank") for n in sorted(taken)]
@@ -296,10 +303,7 @@ def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
     numbers = sorted(first)
     held = []
     for start in range(0, len(numbers), 5000):
-        held += conn.execute(select(pledges.c.number, loans.c.id, loans.c.bank_id, loans.c.contract_no)
-                             .join(loans, loans.c.id == pledges.c.loan_id)
-                             .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
-                                    pledges.c.number.in_(numbers[start:start + 5000]))).all()
+        held += conn.execute(_HELD_PATENTS, {"numbers": numbers[start:start + 5000]}).all()
     if held:
         conflicts = [FieldError(_pledge_path(prefix, *first[row.number]),
                                 f"patent {row.number} is under the live pledge of "
