@@ -91,7 +91,7 @@ BREAKDOWN = (
     ("      of which reading stored terms (parse_terms)", [("ledger/terms.py", "parse_terms")]),
     ("    bind: programme version, SME classification", [("ledger/loans.py", "_bind")]),
     ("      of which sme.classify", [("ledger/sme.py", "classify")]),
-    ("    contract-number check (SELECT)", [("ledger/loans.py", "_check_contract_numbers")]),
+    ("    contract-number and patent checks (one SELECT)", [("ledger/loans.py", "_check_numbers_free")]),
     ("    build loan rows", [("ledger/loans.py", "_loan_row")]),
     ("    INSERT pledges", [("ledger/loans.py", "_insert_pledges")]),
     ("    accounts + journal (_disburse)", [("ledger/loans.py", "_disburse")]),
