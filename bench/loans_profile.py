@@ -30,8 +30,8 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is not installed
 
 from bench.common import (MAX_BATCH_SIZE, MAX_LOANS, REPO_ROOT, WARMUP_SINGLE,  # noqa: E402
-                          LoanBench, LoanCase, Mode, argument_parser, describe, loan_bench,
-                          parse_bounded, print_table, warm_up)
+                          BackendCpu, LoanBench, LoanCase, Mode, argument_parser, bank_headers,
+                          describe, loan_bench, parse_bounded, print_table, warm_up)
 from bench.loans_batch import WARMUP_BATCH, batch_modes  # noqa: E402
 from bench.loans_single import single_modes  # noqa: E402
 
@@ -241,6 +241,34 @@ def profile_mode(label: str, mode: Mode, cases: list[LoanCase], cpu: bool = Fals
     print_layers(stats, len(cases))
 
 
+FLOOR_REQUESTS = 1000
+
+
+def request_floor(bench: LoanBench, count: int = FLOOR_REQUESTS) -> None:
+    """CPU per request of the lightest requests through the same app and test client (no
+    profiler): what every loan post pays before it does any work of its own."""
+    from sqlalchemy import text
+    with bench.db.engine.connect() as conn:
+        bank = conn.execute(text("SELECT code FROM institutions WHERE id = :id"),
+                            {"id": bench.world.bank_id}).scalar_one()
+    headers = bank_headers(bench.world, None)
+    rows = []
+    for label, path, kwargs in (("GET /healthz (werkzeug, flask, flask-smorest)", "/healthz", {}),
+                                (f"GET /v1/institutions/{bank} (+ auth from the key cache, one read "
+                                 "transaction, one SELECT)", f"/v1/institutions/{bank}", {"headers": headers})):
+        for _ in range(50):  # warm
+            bench.client.get(path, **kwargs)
+        db_before, started = bench.backend_cpu.snapshot(), time.process_time()
+        for _ in range(count):
+            response = bench.client.get(path, **kwargs)
+            assert response.status_code == 200, response.get_data(as_text=True)
+        app_s, db_s = time.process_time() - started, BackendCpu.used(db_before, bench.backend_cpu.snapshot())
+        rows.append((label, 1000 * app_s / count, "" if db_s is None else 1000 * db_s / count))
+    print(f"\nthe floor: CPU per request of the lightest requests ({count:,} each, no profiler, "
+          "this process incl. the test client):")
+    print_table(rows, headers=("request", "app CPU ms", "db CPU ms"))
+
+
 def profile(bench: LoanBench, single: int, batch_size: int, cpu: bool = False) -> None:
     """Profile `single` single posts and one batch of `batch_size`, each mode warmed up first."""
     single_mode, batch_mode = single_modes(bench)[0], batch_modes(bench, batch_size)[0]
@@ -250,6 +278,7 @@ def profile(bench: LoanBench, single: int, batch_size: int, cpu: bool = False) -
     bench.analyze()
     profile_mode(single_mode.label, single_mode, bench.source.take(single), cpu)
     profile_mode(batch_mode.label, batch_mode, bench.source.take(batch_size), cpu)
+    request_floor(bench)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
