@@ -31,6 +31,7 @@ from ledger.errors import Conflict
 REPLAY_HEADER = "Idempotent-Replayed"
 # Advisory-lock namespace for in-flight keys on PostgreSQL (an arbitrary constant: "IPLI").
 INFLIGHT_LOCK_NS = 0x49504C49
+_HOLD_KEY = text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:scope_key))")
 _local_inflight: set[tuple[str, str]] = set()
 _local_lock = threading.Lock()
 
@@ -137,8 +138,7 @@ def _hold_key(conn, scope: str, key: str) -> None:
     """PostgreSQL: a transaction-scoped advisory lock marks the key in flight across workers."""
     if not is_postgres(conn):
         return
-    held = conn.execute(text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:scope_key))"),
-                        {"ns": INFLIGHT_LOCK_NS, "scope_key": f"{scope}\n{key}"}).scalar_one()
+    held = conn.execute(_HOLD_KEY, {"ns": INFLIGHT_LOCK_NS, "scope_key": f"{scope}\n{key}"}).scalar_one()
     if not held:
         raise InFlight("A request with this Idempotency-Key is still being processed; retry shortly.")
 

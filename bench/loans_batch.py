@@ -65,49 +65,66 @@ def http_batch(client, world: World, batch_size: int) -> tuple[Callable, Callabl
     return prepare, post
 
 
+RESERVE_SQL = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+COPY_SQL = {name: f"COPY {name} ({', '.join(columns)}) FROM STDIN"
+            for name, columns in (("loans", ("id",) + LOAN_COLUMNS), ("pledges", PLEDGE_COLUMNS),
+                                  ("accounts", ("id",) + ACCOUNT_COLUMNS),
+                                  ("entries", ("id",) + ENTRY_COLUMNS),
+                                  ("postings", POSTING_COLUMNS))}
+
+
+def copy_batch(cur, world: World, chunk, key: str, lap: Callable[[str], None] = lambda step: None
+               ) -> list[int]:
+    """One batch's rows in the caller's transaction: reserve ids, COPY each table; `lap(step)`
+    after each step (bench/db_floor.py times them). Returns the loan ids."""
+    now = utcnow()
+
+    def ids(table: str, count: int) -> list[int]:
+        return [row[0] for row in cur.execute(RESERVE_SQL, (table, count))]
+
+    loan_ids, account_ids, entry_ids = (ids("loans", len(chunk)), ids("accounts", 2 * len(chunk)),
+                                        ids("entries", len(chunk)))
+    lap("reserve ids")
+    with cur.copy(COPY_SQL["loans"]) as copy:
+        for loan_id, case in zip(loan_ids, chunk):
+            copy.write_row((loan_id, *loan_values(case, world, now)))
+    lap("COPY loans")
+    with cur.copy(COPY_SQL["pledges"]) as copy:
+        for loan_id, case in zip(loan_ids, chunk):
+            for row in pledge_rows(loan_id, case):
+                copy.write_row(row)
+    lap("COPY pledges")
+    with cur.copy(COPY_SQL["accounts"]) as copy:
+        for i, (loan_id, case) in enumerate(zip(loan_ids, chunk)):
+            receivable, payable = account_specs(loan_id, case, world)
+            copy.write_row((account_ids[2 * i], *account_values(receivable, now)))
+            copy.write_row((account_ids[2 * i + 1], *account_values(payable, now)))
+    lap("COPY accounts")
+    with cur.copy(COPY_SQL["entries"]) as copy:
+        for entry_id, loan_id, case in zip(entry_ids, loan_ids, chunk):
+            copy.write_row((entry_id, *entry_values(loan_id, case, world, key, now)))
+    lap("COPY entries")
+    with cur.copy(COPY_SQL["postings"]) as copy:
+        for i, (entry_id, case) in enumerate(zip(entry_ids, chunk)):
+            for row in posting_rows(entry_id, account_ids[2 * i], account_ids[2 * i + 1], case, world):
+                copy.write_row(row)
+    lap("COPY postings")
+    return loan_ids
+
+
 def raw_batch_postgres(conn, world: World, batch_size: int) -> tuple[Callable, Callable]:
     """B loans per transaction: reserve ids from the sequences, COPY every table, COMMIT."""
-    reserve = ("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)")
-    copy_sql = {name: f"COPY {name} ({', '.join(columns)}) FROM STDIN"
-                for name, columns in (("loans", ("id",) + LOAN_COLUMNS), ("pledges", PLEDGE_COLUMNS),
-                                      ("accounts", ("id",) + ACCOUNT_COLUMNS),
-                                      ("entries", ("id",) + ENTRY_COLUMNS),
-                                      ("postings", POSTING_COLUMNS))}
     idempotency_sql = insert_sql("idempotency_keys", IDEMPOTENCY_COLUMNS, "%s")
-
-    def ids(cur, table: str, count: int) -> list[int]:
-        return [row[0] for row in cur.execute(reserve, (table, count))]
 
     def post(cases):
         cur = conn.cursor()
         for chunk in chunks(cases, batch_size):
-            now, key = utcnow(), f"bench-raw-batch-{chunk[0].index}"
-            loan_ids = ids(cur, "loans", len(chunk))
-            account_ids = ids(cur, "accounts", 2 * len(chunk))
-            entry_ids = ids(cur, "entries", len(chunk))
-            with cur.copy(copy_sql["loans"]) as copy:
-                for loan_id, case in zip(loan_ids, chunk):
-                    copy.write_row((loan_id, *loan_values(case, world, now)))
-            with cur.copy(copy_sql["pledges"]) as copy:
-                for loan_id, case in zip(loan_ids, chunk):
-                    for row in pledge_rows(loan_id, case):
-                        copy.write_row(row)
-            with cur.copy(copy_sql["accounts"]) as copy:
-                for i, (loan_id, case) in enumerate(zip(loan_ids, chunk)):
-                    receivable, payable = account_specs(loan_id, case, world)
-                    copy.write_row((account_ids[2 * i], *account_values(receivable, now)))
-                    copy.write_row((account_ids[2 * i + 1], *account_values(payable, now)))
-            with cur.copy(copy_sql["entries"]) as copy:
-                for entry_id, loan_id, case in zip(entry_ids, loan_ids, chunk):
-                    copy.write_row((entry_id, *entry_values(loan_id, case, world, key, now)))
-            with cur.copy(copy_sql["postings"]) as copy:
-                for i, (entry_id, case) in enumerate(zip(entry_ids, chunk)):
-                    for row in posting_rows(entry_id, account_ids[2 * i], account_ids[2 * i + 1],
-                                            case, world):
-                        copy.write_row(row)
+            key = f"bench-raw-batch-{chunk[0].index}"
+            loan_ids = copy_batch(cur, world, chunk, key)
             body = json.dumps({"count": len(chunk), "loans": [
                 {"id": loan_id, "contract_no": case.contract_no} for loan_id, case in zip(loan_ids, chunk)]})
-            cur.execute(idempotency_sql, idempotency_values(world, key, "/v1/loans/batch", body, None, now))
+            cur.execute(idempotency_sql, idempotency_values(world, key, "/v1/loans/batch", body, None,
+                                                            utcnow()))
             conn.commit()
     return (lambda cases: cases), post
 

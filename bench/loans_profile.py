@@ -30,8 +30,8 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is not installed
 
 from bench.common import (MAX_BATCH_SIZE, MAX_LOANS, REPO_ROOT, WARMUP_SINGLE,  # noqa: E402
-                          LoanBench, LoanCase, Mode, argument_parser, describe, loan_bench,
-                          parse_bounded, print_table, warm_up)
+                          BackendCpu, LoanBench, LoanCase, Mode, argument_parser, bank_headers,
+                          describe, loan_bench, parse_bounded, print_table, warm_up)
 from bench.loans_batch import WARMUP_BATCH, batch_modes  # noqa: E402
 from bench.loans_single import single_modes  # noqa: E402
 
@@ -86,12 +86,12 @@ BREAKDOWN = (
     ("  idempotency: advisory lock", [("api/idempotency.py", "_hold_key")]),
     ("  idempotency: look up stored outcome", [("ledger/idempotency.py", "find")]),
     ("  create_loans / create_loan (all of it)", [("ledger/loans.py", "_create")]),
-    ("    borrower lookup", [("ledger/parties.py", "borrowers_by_code")]),
+    ("    borrower and facts lookup (one SELECT)", [("ledger/parties.py", "borrowers_with_facts")]),
     ("    programme load", [("ledger/programs.py", "load_programs")]),
     ("      of which reading stored terms (parse_terms)", [("ledger/terms.py", "parse_terms")]),
     ("    bind: programme version, SME classification", [("ledger/loans.py", "_bind")]),
     ("      of which sme.classify", [("ledger/sme.py", "classify")]),
-    ("    contract-number check (SELECT)", [("ledger/loans.py", "_check_contract_numbers")]),
+    ("    contract-number and patent checks (one SELECT)", [("ledger/loans.py", "_check_numbers_free")]),
     ("    build loan rows", [("ledger/loans.py", "_loan_row")]),
     ("    INSERT pledges", [("ledger/loans.py", "_insert_pledges")]),
     ("    accounts + journal (_disburse)", [("ledger/loans.py", "_disburse")]),
@@ -160,6 +160,60 @@ def print_breakdown(stats: pstats.Stats, total_s: float, loans_count: int, reque
           f"{commits / requests:.1f} commit")
 
 
+# Own time by layer, the issue's list: each function's own time goes to the layer of its file;
+# a builtin's (isinstance, a C method) to the layers of its callers, in proportion.
+LAYERS = (
+    ("psycopg: waiting on the server (round trips)", ("psycopg/connection.py:wait",)),
+    ("psycopg (the rest: adapting, results)", ("psycopg/", "psycopg_binary/", "psycopg_c/")),
+    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("werkzeug (WSGI, request, test client)", ("werkzeug/",)),
+    ("flask", ("flask/",)),
+    ("flask-smorest + webargs (arguments, response)", ("flask_smorest/", "webargs/", "apispec/")),
+    ("marshmallow (schemas: parse and render)", ("marshmallow/",)),
+    ("parsing: ipledger fields, money, dates", ("ledger/fields.py", "api/fields.py", "ledger/money.py",
+                                               "ledger/dates.py", "ledger/identifiers.py")),
+    ("auth (api/auth, ledger/keys)", ("api/auth.py", "ledger/keys.py")),
+    ("idempotency (fingerprint, lock, outcome)", ("api/idempotency.py", "ledger/idempotency.py",
+                                                  )),
+    ("domain (ledger: loans, journal, parties, programmes, bulk...)", ("ledger/",)),
+    ("api views and the rest of api/", ("api/",)),
+)
+
+
+SQLITE_LAYER = "SQLite (the database, in this process)"
+REST_LAYER = "stdlib (json, re...), the bench client, the rest"
+
+
+def layer_of(key: tuple) -> str:
+    filename, _line, name = key
+    where = short_path(filename) + ":" + name
+    for label, prefixes in LAYERS:
+        if any(where.startswith(prefix) or f"/{prefix}" in where for prefix in prefixes):
+            return label
+    return REST_LAYER
+
+
+def print_layers(stats: pstats.Stats, loans_count: int) -> None:
+    """Own time per layer; a builtin's own time is split among its callers' layers."""
+    totals: dict[str, float] = {}
+    for key, (_cc, _nc, tt, _ct, callers) in stats.stats.items():
+        if key[0] == "~" and "sqlite3" in key[2]:  # the embedded database itself, fsync included
+            totals[SQLITE_LAYER] = totals.get(SQLITE_LAYER, 0.0) + tt
+            continue
+        if key[0] != "~" or not callers:
+            totals[layer_of(key)] = totals.get(layer_of(key), 0.0) + tt
+            continue
+        called = sum(caller[2] for caller in callers.values()) or 1.0
+        for caller_key, caller in callers.items():
+            layer = layer_of(caller_key)
+            totals[layer] = totals.get(layer, 0.0) + tt * caller[2] / called
+    total = sum(totals.values()) or 1.0
+    order = [SQLITE_LAYER] + [label for label, _ in LAYERS] + [REST_LAYER]
+    print_table([(label, totals.get(label, 0.0), f"{100 * totals.get(label, 0.0) / total:.1f}%",
+                  1000 * totals.get(label, 0.0) / loans_count) for label in order],
+                headers=("layer (own time)", "seconds", "share", "ms/loan"))
+
+
 def profile_mode(label: str, mode: Mode, cases: list[LoanCase], cpu: bool = False) -> None:
     prepared = mode.prepare(cases)
     requests = mode.requests(len(cases))
@@ -182,6 +236,37 @@ def profile_mode(label: str, mode: Mode, cases: list[LoanCase], cpu: bool = Fals
     print_top(stats, "tottime", len(cases))
     print("\nwhere the time goes (cumulative time of each part; cProfile inflates Python-heavy parts):")
     print_breakdown(stats, total_s, len(cases), requests)
+    print("\nby layer (own time of every function, builtins given to their callers; with --cpu "
+          "the waits drop out):")
+    print_layers(stats, len(cases))
+
+
+FLOOR_REQUESTS = 1000
+
+
+def request_floor(bench: LoanBench, count: int = FLOOR_REQUESTS) -> None:
+    """CPU per request of the lightest requests through the same app and test client (no
+    profiler): what every loan post pays before it does any work of its own."""
+    from sqlalchemy import text
+    with bench.db.engine.connect() as conn:
+        bank = conn.execute(text("SELECT code FROM institutions WHERE id = :id"),
+                            {"id": bench.world.bank_id}).scalar_one()
+    headers = bank_headers(bench.world, None)
+    rows = []
+    for label, path, kwargs in (("GET /healthz (werkzeug, flask, flask-smorest)", "/healthz", {}),
+                                (f"GET /v1/institutions/{bank} (+ auth from the key cache, one read "
+                                 "transaction, one SELECT)", f"/v1/institutions/{bank}", {"headers": headers})):
+        for _ in range(50):  # warm
+            bench.client.get(path, **kwargs)
+        db_before, started = bench.backend_cpu.snapshot(), time.process_time()
+        for _ in range(count):
+            response = bench.client.get(path, **kwargs)
+            assert response.status_code == 200, response.get_data(as_text=True)
+        app_s, db_s = time.process_time() - started, BackendCpu.used(db_before, bench.backend_cpu.snapshot())
+        rows.append((label, 1000 * app_s / count, "" if db_s is None else 1000 * db_s / count))
+    print(f"\nthe floor: CPU per request of the lightest requests ({count:,} each, no profiler, "
+          "this process incl. the test client):")
+    print_table(rows, headers=("request", "app CPU ms", "db CPU ms"))
 
 
 def profile(bench: LoanBench, single: int, batch_size: int, cpu: bool = False) -> None:
@@ -193,6 +278,7 @@ def profile(bench: LoanBench, single: int, batch_size: int, cpu: bool = False) -
     bench.analyze()
     profile_mode(single_mode.label, single_mode, bench.source.take(single), cpu)
     profile_mode(batch_mode.label, batch_mode, bench.source.take(batch_size), cpu)
+    request_floor(bench)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

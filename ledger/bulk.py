@@ -10,6 +10,8 @@ Smaller batches and SQLite use ordinary INSERTs.
 """
 from __future__ import annotations
 
+from functools import cache
+
 from sqlalchemy import Connection, Table, insert, text
 from sqlalchemy.exc import IntegrityError
 
@@ -25,10 +27,16 @@ def insert_many(conn: Connection, table: Table, rows: list[dict], *,
     if is_postgres(conn) and len(rows) >= COPY_THRESHOLD:
         return _copy(conn, table, rows, return_ids)
     if return_ids:
-        result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-        return [row.id for row in result]
-    conn.execute(insert(table), rows)
+        return [row.id for row in conn.execute(_insert(table, returning_ids=True), rows)]
+    conn.execute(_insert(table), rows)
     return None
+
+
+@cache
+def _insert(table: Table, returning_ids: bool = False):
+    """One INSERT per table, built once: SQLAlchemy keeps its compiled form and cache key."""
+    statement = insert(table)
+    return statement.returning(table.c.id, sort_by_parameter_order=True) if returning_ids else statement
 
 
 def reserve_ids(conn: Connection, table: Table, count: int) -> list[int]:

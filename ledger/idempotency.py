@@ -10,13 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from ledger.db import utcnow
 from ledger.schema import idempotency_keys
 
 RETENTION_DAYS = 30
 MAX_KEY_LENGTH = 255
+# Built once, run with parameters: every POST runs both (no per-call construction, cache key).
+_FIND = select(idempotency_keys).where(idempotency_keys.c.scope == bindparam("scope"),
+                                       idempotency_keys.c.key == bindparam("key"))
+_STORE = insert(idempotency_keys)
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,7 @@ class StoredOutcome:
 
 
 def find(conn: Connection, scope: str, key: str) -> StoredOutcome | None:
-    row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.scope == scope,
-                                                      idempotency_keys.c.key == key)).first()
+    row = conn.execute(_FIND, {"scope": scope, "key": key}).first()
     if row is None:
         return None
     return StoredOutcome(row.fingerprint, row.method, row.path, row.status_code,
@@ -39,10 +42,10 @@ def find(conn: Connection, scope: str, key: str) -> StoredOutcome | None:
 
 
 def store(conn: Connection, scope: str, key: str, outcome: StoredOutcome) -> None:
-    conn.execute(insert(idempotency_keys).values(
-        scope=scope, key=key, fingerprint=outcome.fingerprint, method=outcome.method,
-        path=outcome.path, status_code=outcome.status_code, response_body=outcome.body,
-        location=outcome.location, created_at=utcnow()))
+    conn.execute(_STORE, {
+        "scope": scope, "key": key, "fingerprint": outcome.fingerprint, "method": outcome.method,
+        "path": outcome.path, "status_code": outcome.status_code, "response_body": outcome.body,
+        "location": outcome.location, "created_at": utcnow()})
 
 
 def purge_expired(conn: Connection, now: datetime | None = None,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ledger.bulk import insert_many
@@ -33,6 +33,11 @@ CURRENCY = "CNY"
 # Which side an account's balance naturally sits on: +1 debit (asset, expense), -1 credit.
 NORMAL_SIGN = {"asset": 1, "expense": 1, "liability": -1, "equity": -1, "income": -1}
 MAX_POSTINGS_PER_ENTRY = 100
+# Look-ups every posting runs, built once (SQLAlchemy reuses their compiled form).
+_ACCOUNTS_BY_CODE = select(accounts.c.code, accounts.c.id, accounts.c.currency).where(
+    accounts.c.code.in_(bindparam("codes", expanding=True)))
+_ACCOUNTS_BY_ID = select(accounts.c.id, accounts.c.currency).where(
+    accounts.c.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,7 @@ def _account_ids(conn: Connection, wanted: dict) -> dict[str, int]:
     codes = list(wanted)
     for start in range(0, len(codes), 5000):  # stay under bind-parameter limits
         chunk = codes[start:start + 5000]
-        rows = conn.execute(select(accounts.c.code, accounts.c.id, accounts.c.currency)
-                            .where(accounts.c.code.in_(chunk)))
+        rows = conn.execute(_ACCOUNTS_BY_CODE, {"codes": chunk})
         for code, account_id, currency in rows:
             if currency != wanted[code].currency:
                 raise Conflict(f"account {code} holds {currency}, not {wanted[code].currency}")
@@ -216,7 +220,7 @@ def _check_accounts(conn: Connection, drafts: Sequence[EntryDraft], known: Mappi
     currency_by_id: dict[int, str] = dict(known)
     for chunk in _chunks(line.account_id for draft in drafts for line in draft.lines
                          if line.account_id not in known):
-        rows = conn.execute(select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(chunk)))
+        rows = conn.execute(_ACCOUNTS_BY_ID, {"ids": chunk})
         currency_by_id.update({row.id: row.currency for row in rows})
     for draft_index, draft in enumerate(drafts):
         for line in draft.lines:

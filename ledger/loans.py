@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from marshmallow import ValidationError, post_load, validates_schema
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, literal_column, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
@@ -56,7 +56,7 @@ from ledger.fields import CreditCode, Day, Money, Objects, Ratio, RequestSchema,
 from ledger.journal import (Actor, EntryDraft, Line, create_accounts,
                             ensure_accounts, post_entries, post_entry)
 from ledger.money import check_fen, format_yuan
-from ledger.parties import Borrower, FactsVersion, borrowers_by_code, facts_in_force
+from ledger.parties import Borrower, FactsVersion, borrowers_with_facts, facts_in_force
 from ledger.pledges import MAX_PLEDGES_PER_LOAN, Pledge, PledgeIn, duplicate_problems, pledge_type
 from ledger.programs import load_programs, program_errors_for_loan
 from ledger.schema import (accounts, borrower_facts, borrowers, entries, institutions, loans, pledges,
@@ -202,12 +202,11 @@ def _create(conn: Connection, bank_id: int, drafts: Sequence[LoanDraft], actor: 
             prefix: str, today: date | None) -> _Written:
     assert drafts and all(isinstance(draft, LoanDraft) for draft in drafts)
     _check_started(drafts, prefix, today or business_today())
-    records = borrowers_by_code(conn, bank_id, {d.borrower_code for d in drafts})
+    records = borrowers_with_facts(conn, bank_id, {d.borrower_code for d in drafts})
     # Key-share: loans of one programme go on in parallel; add_version (FOR UPDATE) waits for them.
     programs_found = load_programs(conn, {d.program_code for d in drafts}, share_lock=True)
-    bindings = _bind(conn, drafts, records, programs_found, prefix)
-    _check_contract_numbers(conn, bank_id, drafts, prefix)
-    _check_patents_free(conn, bank_id, drafts, prefix)
+    bindings = _bind(drafts, records, programs_found, prefix)
+    _check_numbers_free(conn, bank_id, drafts, prefix)
     rows = [_loan_row(bank_id, draft, *binding, actor) for draft, binding in zip(drafts, bindings)]
     try:
         loan_ids = insert_many(conn, loans, rows, return_ids=True)
@@ -229,16 +228,14 @@ def _check_started(drafts: list[LoanDraft], prefix: str, today: date) -> None:
                   for i, draft in enumerate(drafts) if draft.start_date > today])
 
 
-def _bind(conn, drafts, records, programs_found, prefix):
+def _bind(drafts, records, programs_found, prefix):
     """Each loan's borrower record, the facts it freezes, programme, version and size class."""
     errors: list[FieldError] = []
-    found = [(records[d.borrower_code], d.start_date) for d in drafts if d.borrower_code in records]
-    frozen = iter(facts_in_force(conn, found))
     bindings = []
     for i, draft in enumerate(drafts):
         where = _where(prefix, i)
-        borrower = records.get(draft.borrower_code)
-        facts = next(frozen) if borrower is not None else None
+        borrower, versions = records.get(draft.borrower_code, (None, None))
+        facts = facts_in_force(versions, draft.start_date) if borrower is not None else None
         if borrower is None:
             errors.append(FieldError(_where(prefix, i, "borrower"),
                                      f"borrower {draft.borrower_code} is not registered by this bank; "
@@ -260,28 +257,64 @@ def _bind(conn, drafts, records, programs_found, prefix):
     return bindings
 
 
-def _check_contract_numbers(conn, bank_id: int, drafts, prefix: str) -> None:
-    errors, seen = [], {}
-    for i, draft in enumerate(drafts):
-        where = _where(prefix, i, "contract_no")
-        if draft.contract_no in seen:
-            errors.append(FieldError(where, f"repeats item {seen[draft.contract_no]} of this batch"))
-        seen.setdefault(draft.contract_no, i)
-    raise_if_any(errors)
-    numbers = list(seen)
-    taken = set()
-    for start in range(0, len(numbers), 5000):
-        taken |= {row.contract_no for row in conn.execute(select(loans.c.contract_no).where(
-            loans.c.bank_id == bank_id, loans.c.contract_no.in_(numbers[start:start + 5000])))}
+# Contracts of the bank and live pledges of patents among the batch's numbers, in one statement
+# (one round trip for both checks), built once: SQLAlchemy reuses its compiled form.
+_TAKEN_OR_HELD = union_all(
+    select(literal_column("'contract'").label("what"), loans.c.contract_no.label("number"), loans.c.id,
+           loans.c.bank_id, loans.c.contract_no)
+    .where(loans.c.bank_id == bindparam("bank_id"),
+           loans.c.contract_no.in_(bindparam("contracts", expanding=True))),
+    select(literal_column("'patent'"), pledges.c.number, loans.c.id, loans.c.bank_id, loans.c.contract_no)
+    .join(loans, loans.c.id == pledges.c.loan_id)
+    .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
+           pledges.c.number.in_(bindparam("patents", expanding=True))))
+
+
+def _check_numbers_free(conn, bank_id: int, drafts, prefix: str) -> None:
+    """Contract numbers the bank has not booked, patents under no live pledge (DOMAIN.md §1: the
+    patent office registers one pledge at a time): repeats within the batch are 422 (all
+    reported at once), numbers the books already hold 409 (contracts first)."""
+    contracts, contract_errors = _first_contracts(drafts, prefix)
+    patents, patent_errors = _first_patents(drafts, prefix)
+    raise_if_any(contract_errors + patent_errors)
+    taken, held = set(), []
+    numbers, pledged = list(contracts), sorted(patents)
+    for start in range(0, max(len(numbers), len(pledged)), 5000):
+        for row in conn.execute(_TAKEN_OR_HELD, {"bank_id": bank_id, "contracts": numbers[start:start + 5000],
+                                                 "patents": pledged[start:start + 5000]}):
+            if row.what == "contract":
+                taken.add(row.number)
+            else:
+                held.append(row)
     if taken:
-        conflicts = [FieldError(_where(prefix, seen[n], "contract_no"),
+        conflicts = [FieldError(_where(prefix, contracts[n], "contract_no"),
                                 f"contract {n} is already booked by this bank") for n in sorted(taken)]
         raise Conflict(conflicts[0].message if len(conflicts) == 1
                        else f"{len(conflicts)} contract numbers are already booked", conflicts)
+    if held:
+        conflicts = [FieldError(_pledge_path(prefix, *patents[row.number]),
+                                f"patent {row.number} is under the live pledge of "
+                                + (f"loan {row.id} (contract {row.contract_no})" if row.bank_id == bank_id
+                                   else "another bank's loan")
+                                + "; it can be pledged again once that loan is closed")
+                     for row in sorted(held, key=lambda r: patents[r.number])]
+        raise Conflict(conflicts[0].message if len(conflicts) == 1
+                       else f"{len(conflicts)} patents are under live pledges", conflicts)
 
 
-def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
-    """DOMAIN.md §1: no second pledge of a patent while a pledge of it lasts (its loan not closed)."""
+def _first_contracts(drafts, prefix: str) -> tuple[dict[str, int], list[FieldError]]:
+    """Each contract number's first item, and an error for every repeat."""
+    errors, first = [], {}
+    for i, draft in enumerate(drafts):
+        if draft.contract_no in first:
+            errors.append(FieldError(_where(prefix, i, "contract_no"),
+                                     f"repeats item {first[draft.contract_no]} of this batch"))
+        first.setdefault(draft.contract_no, i)
+    return first, errors
+
+
+def _first_patents(drafts, prefix: str) -> tuple[dict[str, tuple[int, int]], list[FieldError]]:
+    """Each pledged patent's first (item, pledge), and an error for every repeat."""
     errors, first = [], {}
     for i, draft in enumerate(drafts):
         for j, pledge in enumerate(draft.pledges):
@@ -292,23 +325,7 @@ def _check_patents_free(conn, bank_id: int, drafts, prefix: str) -> None:
                                          f"patent {pledge.number} is also pledged by item {first[pledge.number][0]} "
                                          "of this batch; the patent office registers one pledge at a time"))
             first.setdefault(pledge.number, (i, j))
-    raise_if_any(errors)
-    numbers = sorted(first)
-    held = []
-    for start in range(0, len(numbers), 5000):
-        held += conn.execute(select(pledges.c.number, loans.c.id, loans.c.bank_id, loans.c.contract_no)
-                             .join(loans, loans.c.id == pledges.c.loan_id)
-                             .where(pledges.c.kind == "patent", pledges.c.released_on.is_(None),
-                                    pledges.c.number.in_(numbers[start:start + 5000]))).all()
-    if held:
-        conflicts = [FieldError(_pledge_path(prefix, *first[row.number]),
-                                f"patent {row.number} is under the live pledge of "
-                                + (f"loan {row.id} (contract {row.contract_no})" if row.bank_id == bank_id
-                                   else "another bank's loan")
-                                + "; it can be pledged again once that loan is closed")
-                     for row in sorted(held, key=lambda r: first[r.number])]
-        raise Conflict(conflicts[0].message if len(conflicts) == 1
-                       else f"{len(conflicts)} patents are under live pledges", conflicts)
+    return first, errors
 
 
 def _pledge_path(prefix: str, index: int, position: int) -> str:

@@ -24,7 +24,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, insert, select, true, update
+from sqlalchemy import Connection, bindparam, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger.dates import parse_date
@@ -211,32 +211,40 @@ def get_borrower(conn: Connection, credit_code: str, condition=None, bank: str |
     return _from_row(rows[0])
 
 
-def borrowers_by_code(conn: Connection, bank_id: int, codes) -> dict[str, Borrower]:
-    """The bank's own records of these credit codes (codes it has not registered are absent)."""
-    found: dict[str, Borrower] = {}
+def _history_query():
+    """A bank's records of some credit codes, one row per version of their facts, oldest first
+    (same day: posted last). Built once: SQLAlchemy then reuses its compiled form and cache key."""
+    versions = [borrower_facts.c.id.label("facts_id"), borrower_facts.c.as_of.label("facts_as_of"),
+                *(borrower_facts.c[name].label(f"facts_{name}") for name in _FACT_FIELDS)]
+    return (select(borrowers, institutions.c.code.label("bank"), *versions)
+            .join(institutions, institutions.c.id == borrowers.c.bank_id)
+            .join(borrower_facts, borrower_facts.c.borrower_id == borrowers.c.id)
+            .where(borrowers.c.bank_id == bindparam("bank_id"),
+                   borrowers.c.credit_code.in_(bindparam("codes", expanding=True)))
+            .order_by(borrowers.c.id, borrower_facts.c.as_of, borrower_facts.c.id))
+
+
+_HISTORY = _history_query()
+
+
+def borrowers_with_facts(conn: Connection, bank_id: int, codes
+                         ) -> dict[str, tuple[Borrower, list[FactsVersion]]]:
+    """The bank's own records of these credit codes (codes it has not registered are absent),
+    each with every version of its facts, oldest first: one statement per 5,000 codes (a loan
+    post reads its borrower and the facts it freezes in one round trip)."""
+    found: dict[str, tuple[Borrower, list[FactsVersion]]] = {}
     codes = sorted(set(codes))
     for start in range(0, len(codes), 5000):
-        rows = conn.execute(_query().where(borrowers.c.bank_id == bank_id,
-                                           borrowers.c.credit_code.in_(codes[start:start + 5000])))
-        found.update({row.credit_code: _from_row(row) for row in rows})
+        for row in conn.execute(_HISTORY, {"bank_id": bank_id, "codes": codes[start:start + 5000]}):
+            if row.credit_code not in found:
+                found[row.credit_code] = (_from_row(row), [])
+            facts = BorrowerFacts(row.credit_code, *(getattr(row, f"facts_{name}") for name in _FACT_FIELDS))
+            found[row.credit_code][1].append(FactsVersion(row.facts_id, row.id, row.facts_as_of, facts))
     return found
 
 
-def facts_in_force(conn: Connection, wanted: list[tuple[Borrower, date]]) -> list[FactsVersion]:
-    """For each (record, day): the version in force that day (see the module's guarantees)."""
-    versions: dict[int, list[FactsVersion]] = {borrower.id: [] for borrower, _ in wanted}
-    ids = sorted(versions)
-    codes = {borrower.id: borrower.facts.credit_code for borrower, _ in wanted}
-    for start in range(0, len(ids), 5000):
-        rows = conn.execute(select(borrower_facts).where(borrower_facts.c.borrower_id.in_(ids[start:start + 5000]))
-                            .order_by(borrower_facts.c.borrower_id, borrower_facts.c.as_of, borrower_facts.c.id))
-        for row in rows:
-            facts = BorrowerFacts(codes[row.borrower_id], *(getattr(row, name) for name in _FACT_FIELDS))
-            versions[row.borrower_id].append(FactsVersion(row.id, row.borrower_id, row.as_of, facts))
-    days = {borrower_id: [v.as_of for v in found] for borrower_id, found in versions.items()}
-    chosen = []
-    for borrower, day in wanted:
-        found = versions[borrower.id]
-        assert found, f"borrower record {borrower.id} has no facts: every record is created with its first"
-        chosen.append(found[max(bisect_right(days[borrower.id], day) - 1, 0)])
-    return chosen
+def facts_in_force(versions: list[FactsVersion], day: date) -> FactsVersion:
+    """The version in force on `day` (see the module's guarantees); `versions` oldest first, as
+    `borrowers_with_facts` reads them. Pure."""
+    assert versions, "every borrower record is created with its first facts"
+    return versions[max(bisect_right([version.as_of for version in versions], day) - 1, 0)]

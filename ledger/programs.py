@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, insert, or_, select, text
+from sqlalchemy import Connection, bindparam, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
@@ -180,6 +180,18 @@ def _not_found(code: str):
     raise NotFound(f"programme {code} does not exist")
 
 
+def _heads(lock: str | None):
+    query = select(programs).where(programs.c.code.in_(bindparam("codes", expanding=True))).order_by(programs.c.id)
+    return query if lock is None else query.with_for_update(read=lock == "key_share",
+                                                            key_share=lock == "key_share")
+
+
+# Built once (every loan post loads its programme): SQLAlchemy reuses their compiled form.
+_HEADS = {lock: _heads(lock) for lock in (None, "key_share", "update")}
+_VERSIONS = (select(program_versions).where(program_versions.c.program_id.in_(bindparam("ids", expanding=True)))
+             .order_by(program_versions.c.program_id, program_versions.c.version))
+
+
 def load_programs(conn: Connection, codes, lock: bool = False, share_lock: bool = False) -> dict[str, Program]:
     """Programmes by code with all their versions (two queries, whatever the count). `lock`
     takes their rows FOR UPDATE (adding a version), `share_lock` FOR KEY SHARE (creating loans:
@@ -187,15 +199,12 @@ def load_programs(conn: Connection, codes, lock: bool = False, share_lock: bool 
     order; SQLite serialises writers instead. Two statements, not one join, on purpose: the
     versions must be read after the lock is granted (a join reads them from the snapshot taken
     before waiting, and would miss the version whose transaction held the lock)."""
-    query = select(programs).where(programs.c.code.in_(list(codes))).order_by(programs.c.id)
-    if lock or share_lock:
-        query = query.with_for_update(read=not lock, key_share=not lock)
-    heads = conn.execute(query).all()
+    heads = conn.execute(_HEADS["update" if lock else "key_share" if share_lock else None],
+                         {"codes": list(codes)}).all()
     if not heads:
         return {}
     versions: dict[int, list[Version]] = {head.id: [] for head in heads}
-    for row in conn.execute(select(program_versions).where(program_versions.c.program_id.in_(list(versions)))
-                            .order_by(program_versions.c.program_id, program_versions.c.version)):
+    for row in conn.execute(_VERSIONS, {"ids": list(versions)}):
         versions[row.program_id].append(Version(row.id, row.version, row.effective_from, row.effective_to,
                                                 stored_terms(row.terms_json)))
     return {head.code: Program(head.id, head.code, head.name, head.region,

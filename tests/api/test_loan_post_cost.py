@@ -11,7 +11,7 @@ from tests.api.test_loans import Book
 from tests.factories import unique
 
 # Statements of one single post (BEGIN/COMMIT not counted: the DBAPI sends those).
-MAX_STATEMENTS = {"postgresql": 15, "sqlite": 16}  # before issue 11: 20 and 22, plus a key read transaction
+MAX_STATEMENTS = {"postgresql": 13, "sqlite": 14}  # before issue 11: 20 and 22, plus a key read transaction
 
 
 @contextmanager

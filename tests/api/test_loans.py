@@ -401,6 +401,18 @@ def test_a_patent_twice_in_one_batch_is_422(client, book):
     assert "item 0 of this batch" in problem["errors"][0]["message"]
 
 
+def test_repeats_within_a_batch_are_all_reported_before_the_books_are_read(client, book):
+    """A repeated contract and a repeated patent: both 422s at once, even with a contract the
+    bank has already booked in the batch (the books' conflicts, 409, come after its own)."""
+    booked = book.body()
+    assert book.post(client, body=booked).status_code == 201
+    one, two = book.body(), book.body()
+    two["pledges"][0]["number"] = one["pledges"][0]["number"]
+    again = dict(book.body(), contract_no=one["contract_no"])
+    problem = assert_problem(book.batch(client, [one, two, again, dict(book.body(), contract_no=booked["contract_no"])]), 422)
+    assert [e["field"] for e in problem["errors"]] == ["loans[2].contract_no", "loans[1].pledges[0].number"]
+
+
 def test_concurrent_loans_pledging_one_patent_one_wins(app, book, backend):
     """Two banks' loans posted at the same time: the unique index on live patent pledges decides."""
     patent = patent_number()
