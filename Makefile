@@ -56,4 +56,4 @@ soak: $(VENV)/.installed
 
 # The crash drills with a 10,000-loan batch; needs IPLEDGER_TEST_POSTGRES_URL.
 crash: $(VENV)/.installed
-	IPLEDGER_CRASH_BATCH_LOANS=10000 $(VENV)/bin/python -m pytest -q tests/test_crash_safety.py $(PYTEST_ARGS)
+	IPLEDGER_CRASH_BATCH_LOANS=10000 $(VENV)/bin/python -m pytest -q -s tests/test_crash_safety.py $(PYTEST_ARGS)
