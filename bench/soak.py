@@ -140,6 +140,7 @@ class Book:
         self.lock = threading.Lock()
         self.loan_ids: list[int] = []
         self.claims: dict[int, SeenClaim] = {}
+        self.owing: set[int] = set()  # claims with a share seen unpaid
         self.next_case = 0
 
     def case_index(self) -> int:
@@ -159,16 +160,22 @@ class Book:
         owed = {PARTIES[s["institution"]]: parse_yuan(s["outstanding"]) for s in body["shares"]}
         with self.lock:
             self.claims[body["id"]] = SeenClaim(body["loan"], parse_yuan(body["loss_base"]), owed)
+            if any(owed.values()):
+                self.owing.add(body["id"])
 
     def paid(self, claim_id: int, party: str, body: dict) -> None:
         with self.lock:
             self.claims[claim_id].outstanding_fen[party] = parse_yuan(body["outstanding"])
+            if not any(self.claims[claim_id].outstanding_fen.values()):
+                self.owing.discard(claim_id)
 
-    def some_claim(self, rng: random.Random) -> tuple[int, SeenClaim] | None:
+    def some_claim(self, rng: random.Random, owing: bool = False) -> tuple[int, SeenClaim] | None:
+        """Any claim seen; `owing`: mostly one with a share seen unpaid (else a paid one: 422)."""
         with self.lock:
             if not self.claims:
                 return None
-            claim_id = rng.choice(list(self.claims))
+            among = self.owing if owing and self.owing and rng.random() < 0.9 else self.claims
+            claim_id = rng.choice(sorted(among))
             seen = self.claims[claim_id]
             return claim_id, SeenClaim(seen.loan_id, seen.loss_base_fen, dict(seen.outstanding_fen))
 
@@ -181,7 +188,7 @@ def draw(rng: random.Random, world: SoakWorld, book: Book, key: str) -> Request:
     """One posting, drawn by MIX; a loan first while there is none to post on, a default while
     there is no claim to pay or recover on."""
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
-    claim = book.some_claim(rng) if kind in ("payment", "recovery") else None
+    claim = book.some_claim(rng, owing=kind == "payment") if kind in ("payment", "recovery") else None
     if kind in ("payment", "recovery") and claim is None:
         kind = "default"
     loan_id = book.some_loan(rng)
@@ -386,6 +393,7 @@ class Figures:
     accepted: int
     by_kind: dict
     refused_by_kind: dict  # kind -> {status: requests whose final answer it was}
+    paid_by_party: dict  # party -> accepted claim payments
     p50_ms: float
     p99_ms: float
     entries: int
@@ -400,6 +408,8 @@ class Figures:
         return [f"requests {self.requests:,} ({', '.join(f'{k} {v}' for k, v in sorted(self.by_kind.items()))})",
                 f"accepted {self.accepted:,}; refused: 409 conflicts {self.conflicts_409:,}, other 4xx {self.other_4xx:,}",
                 f"refused by kind: {refused or 'none'}",
+                f"claim payments accepted by payer: "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(self.paid_by_party.items())) or 'none'}",
                 f"sends {self.sends:,}: retries {self.retries:,}, answered 'still in flight' (409) "
                 f"{self.in_flight_409:,}, replayed {self.replayed:,}",
                 f"latency per send p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms",
@@ -436,6 +446,7 @@ def check(engine, requests: list[Request]) -> Figures:
                    conflicts_409=finals.count(409), other_4xx=sum(400 <= s < 500 and s != 409 for s in finals),
                    accepted=sum(q.accepted for q in requests), by_kind=dict(Counter(q.kind for q in requests)),
                 refused_by_kind={kind: dict(counts) for kind, counts in refused.items()},
+                paid_by_party=dict(Counter(q.party for q in requests if q.kind == "payment" and q.accepted)),
                    p50_ms=_percentile(latencies, 0.50), p99_ms=_percentile(latencies, 0.99),
                    entries=sum(count for count, _ in by_key.values()))
 
