@@ -50,7 +50,7 @@ bench-targets: $(VENV)/.installed
 	$(VENV)/bin/python bench/targets.py $(if $(KEEP),--keep,)
 
 # The soak at the issue's size (docs/OPERATING.md: the soak and the crash drills), PostgreSQL.
-SOAK_ARGS ?= --clients 16 --postings 1000
+SOAK_ARGS ?= --clients 16 --postings 1000 --borrowers 24
 soak: $(VENV)/.installed
 	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
