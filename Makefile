@@ -50,10 +50,10 @@ bench-targets: $(VENV)/.installed
 	$(VENV)/bin/python bench/targets.py $(if $(KEEP),--keep,)
 
 # The soak at the issue's size (docs/OPERATING.md: the soak and the crash drills), PostgreSQL.
-SOAK_ARGS ?= --clients 16 --postings 1000
+SOAK_ARGS ?= --clients 16 --postings 1000 --borrowers 24
 soak: $(VENV)/.installed
 	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 # The crash drills with a 10,000-loan batch; needs IPLEDGER_TEST_POSTGRES_URL.
 crash: $(VENV)/.installed
-	IPLEDGER_CRASH_BATCH_LOANS=10000 $(VENV)/bin/python -m pytest -q tests/test_crash_safety.py $(PYTEST_ARGS)
+	IPLEDGER_CRASH_BATCH_LOANS=10000 $(VENV)/bin/python -m pytest -q -s tests/test_crash_safety.py $(PYTEST_ARGS)

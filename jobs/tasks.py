@@ -64,7 +64,7 @@ def run_stress_tests(engine: Engine) -> int:
     scheduler only; one orphaned by a dead scheduler is taken again)."""
     return stress_runs.run_queued(engine)
 DRAFT_SUBSIDY_BATCHES = "draft_subsidy_batches"
-# Test hook (tests/test_jobs_crash.py): seconds to sleep inside the draft's transaction, after
+# Test hook (tests/test_jobs_subsidies.py): seconds to sleep inside the draft's transaction, after
 # its lines are written and before it commits, so a test can kill -9 the process mid-draft.
 PAUSE_IN_DRAFT_ENV = "IPLEDGER_TEST_PAUSE_IN_DRAFT_SECONDS"
 

@@ -41,8 +41,9 @@ def test_two_servers_two_schedulers_retries_in_flight_still_exactly_once(pg_engi
     figures = soak(book, replay_book, clients=CLIENTS, postings=POSTINGS, servers=2, schedulers=2, seed=13)
     print("\n".join(figures.lines()))
     assert figures.retries > 0 and figures.replayed > 0 and figures.in_flight_409 > 0
-    assert figures.by_kind.keys() == {"loan", "repayment", "fee", "default", "contribution"}
+    assert figures.by_kind.keys() == {"loan", "repayment", "fee", "default", "payment", "recovery", "contribution"}
     assert figures.replays == figures.accepted
+    assert figures.accepted_of("payment") > 0 and figures.accepted_of("recovery") > 0
 
     url = book.url.render_as_string(hide_password=False)
     scans = [subprocess.Popen([sys.executable, "-c", SCAN, url], stdout=subprocess.PIPE, text=True)
