@@ -41,9 +41,10 @@ bench: $(VENV)/.installed
 
 # A subsidy draft over 1,000,000 loans on the local PostgreSQL (IPLEDGER_BENCH_POSTGRES_URL to
 # point elsewhere) beside the per-loan loop and a raw COPY; several minutes (mostly generating
-# the book). On a shared machine: flock /work/bench.lock make bench-subsidies
+# the book; KEEP=1 keeps the database `ipledger_bench_subsidies` and later KEEP=1 runs reuse it).
+# On a shared machine: flock /work/bench.lock make bench-subsidies KEEP=1
 bench-subsidies: $(VENV)/.installed
-	$(VENV)/bin/python bench/subsidies.py --postgres --loans 1000000
+	$(VENV)/bin/python bench/subsidies.py --postgres --loans 1000000 $(if $(KEEP),--keep,)
 # The targets figures over 10,000,000 generated loans in 300 districts (bench/targets.py): minutes
 # to generate; KEEP=1 keeps the database `ipledger_bench_targets` and later runs reuse it.
 bench-targets: $(VENV)/.installed

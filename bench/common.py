@@ -129,6 +129,44 @@ def _postgres_scratch(url: str) -> Iterator[BenchDatabase]:
         _run_autocommit(admin_conninfo, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
 
 
+@contextmanager
+def kept_database(url: str, name: str, sizes: str, keep: bool) -> Iterator[tuple[Engine, str, bool]]:
+    """(engine, conninfo, reused): the database `name` on the server `url`, migrated to head;
+    dropped at exit unless `keep`. A kept database whose comment is `sizes` is reused as it is
+    (the caller then skips generating and comments a fresh one once filled: `comment_sizes`). A
+    database of other sizes is someone's kept one: refused unless `keep`, then regenerated."""
+    import psycopg
+    admin = postgres_conninfo(url)
+    bench_url = make_url(normalize_url(url)).set(database=name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                               "WHERE datname = %s", (name,)).fetchone()
+    reused = comment is not None and comment[0] == sizes
+    if comment is not None and not reused:
+        if not keep:
+            sys.exit(f"database {name} exists with other sizes ({comment[0]}): pass --keep to "
+                     "regenerate it, or another --database")
+        _run_autocommit(admin, "DROP DATABASE {} WITH (FORCE)", name)
+    if not reused:
+        _run_autocommit(admin, "CREATE DATABASE {}", name)
+    engine = make_engine(bench_url.render_as_string(hide_password=False))
+    try:
+        upgrade_to_head(engine)  # a reused database gets any migration added since
+        yield engine, postgres_conninfo(bench_url), reused
+    finally:
+        engine.dispose()
+        if not keep:
+            _run_autocommit(admin, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+
+
+def comment_sizes(conninfo: str, name: str, sizes: str) -> None:
+    """Mark a filled database with its sizes, so a later --keep run reuses it."""
+    import psycopg
+    from psycopg import sql
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(sizes)))
+
+
 def _run_autocommit(conninfo: str, template: str, database_name: str) -> None:
     """CREATE/DROP DATABASE cannot run inside a transaction: use a short AUTOCOMMIT session."""
     import psycopg

@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` is no
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.common import (PROGRAM_TERMS, _run_autocommit, default_url, load_average,  # noqa: E402
-                          machine_info, postgres_conninfo, print_machine_info, print_table)
+from bench.common import (PROGRAM_TERMS, comment_sizes, default_url, kept_database,  # noqa: E402
+                          load_average, machine_info, print_machine_info, print_table)
 from ledger import targets  # noqa: E402
-from ledger.db import make_engine, normalize_url, run_in_transaction, upgrade_to_head  # noqa: E402
+from ledger.db import normalize_url, run_in_transaction  # noqa: E402
 from ledger.identifiers import REGION_COUNTRY, region_prefix  # noqa: E402
 from ledger.institutions import create_institution  # noqa: E402
 from ledger.journal import SYSTEM  # noqa: E402
@@ -92,31 +92,9 @@ def sizes_comment(args) -> str:
 
 @contextmanager
 def bench_database(url: str, args) -> Iterator[tuple[object, str, bool]]:
-    """(engine, conninfo, reused): the dedicated database, migrated to head; dropped at exit
-    unless --keep. A kept database whose comment names the same sizes is reused as it is."""
-    import psycopg
-    admin, name = postgres_conninfo(url), args.database
-    bench_url = make_url(normalize_url(url)).set(database=name)
-    conninfo = postgres_conninfo(bench_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                               "WHERE datname = %s", (name,)).fetchone()
-    reused = comment is not None and comment[0] == sizes_comment(args)
-    if comment is not None and not reused:
-        if not args.keep:  # someone's kept database of other sizes: not ours to drop
-            sys.exit(f"database {name} exists with other sizes ({comment[0]}): pass --keep to "
-                     "regenerate it, or another --database")
-        _run_autocommit(admin, "DROP DATABASE {} WITH (FORCE)", name)
-    if not reused:
-        _run_autocommit(admin, "CREATE DATABASE {}", name)
-    engine = make_engine(bench_url.render_as_string(hide_password=False))
-    try:
-        upgrade_to_head(engine)  # a reused database gets any migration added since
-        yield engine, conninfo, reused
-    finally:
-        engine.dispose()
-        if not args.keep:
-            _run_autocommit(admin, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+    """(engine, conninfo, reused): the dedicated database (`bench.common.kept_database`)."""
+    with kept_database(url, args.database, sizes_comment(args), args.keep) as opened:
+        yield opened
 
 
 def setup_world(engine) -> dict:
@@ -378,9 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for table, count, seconds in generate(conninfo, args, world):
                 rows.append((f"generate {table}", f"{count:,} rows" if count else "", seconds, ""))
             rows.append(("generate (all)", "", time.perf_counter() - started, ""))
-            import psycopg
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(f"COMMENT ON DATABASE {args.database} IS '{sizes_comment(args)}'")
+            comment_sizes(conninfo, args.database, sizes_comment(args))
         secret = fiscal_secret(engine)
         seconds, series = time_series(engine, FIRST_YEAR - 1, last, "registration")
         regions = len(series)

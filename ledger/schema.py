@@ -416,9 +416,10 @@ subsidy_batches = Table(
 subsidy_lines = Table(
     "subsidy_lines", metadata,
     Column("id", BigId, primary_key=True),
-    Column("batch_id", ForeignKey("subsidy_batches.id"), nullable=False, index=True),
-    Column("loan_id", ForeignKey("loans.id"), nullable=False, index=True),
-    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False, index=True),
+    Column("batch_id", ForeignKey("subsidy_batches.id"), nullable=False),
+    # No index on loan_id or borrower_id: every read starts from a batch (migration 0014).
+    Column("loan_id", ForeignKey("loans.id"), nullable=False),
+    Column("borrower_id", ForeignKey("borrowers.id"), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("method", String(30), nullable=False),
     Column("basis_fen", BigInteger, nullable=False),
@@ -426,6 +427,7 @@ subsidy_lines = Table(
     Column("amount_fen", BigInteger, nullable=False),
     Column("capped_by", String(120), nullable=False),  # cap names joined by ",", "" for none
     CheckConstraint("amount_fen >= 0 AND amount_fen <= computed_fen", name="amount_within_formula"),
+    Index("ix_subsidy_lines_batch_id_id", "batch_id", "id"),  # a batch's lines in id order
 )
 
 subsidy_excluded = Table(

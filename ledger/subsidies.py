@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -366,8 +367,9 @@ _PURPOSE_OF_KIND = {"interest": "interest_expense", "premium": "fees_premium",
 
 def read_book(conn: Connection, program_id: int, period_end: date) -> Book:
     """The programme's loans started before `period_end`, their principal movements and the
-    amounts paid by kind, in three set-based queries (no per-loan round trips). On PostgreSQL
-    each query is one binary COPY read straight into numpy (`_read_book_postgres`)."""
+    amounts paid by kind, in two set-based queries (the loans; one pass over their postings for
+    every purpose), no per-loan round trips. On PostgreSQL each is one binary COPY read straight
+    into numpy (`_read_book_postgres`)."""
     if is_postgres(conn):
         return _read_book_postgres(conn, program_id, period_end)
     rows = conn.execute(
@@ -388,10 +390,9 @@ def read_book(conn: Connection, program_id: int, period_end: date) -> Book:
         private=np.array([bool(r.borrower_private) for r in rows], dtype=bool),
         revenue_fen=np.array([r.revenue_fen for r in rows], dtype=np.int64),
         move_loan=np.zeros(0, np.int64), move_ord=np.zeros(0, np.int64), move_fen=np.zeros(0, np.int64))
-    movements = _sums_by_purpose(conn, program_id, period_end, ["loans_receivable"])
-    book.move_loan, book.move_ord, book.move_fen = _as_arrays(movements.get("loans_receivable", []), index)
-    paid = _sums_by_purpose(conn, program_id, period_end, list(_PURPOSE_OF_KIND.values()))
-    book.paid = {kind: _as_arrays(paid.get(purpose, []), index) for kind, purpose in _PURPOSE_OF_KIND.items()}
+    sums = _sums_by_purpose(conn, program_id, period_end, ["loans_receivable", *_PURPOSE_OF_KIND.values()])
+    book.move_loan, book.move_ord, book.move_fen = _as_arrays(sums.get("loans_receivable", []), index)
+    book.paid = {kind: _as_arrays(sums.get(purpose, []), index) for kind, purpose in _PURPOSE_OF_KIND.items()}
     return book
 
 
@@ -419,6 +420,7 @@ def _as_arrays(rows: list, index: dict[int, int]) -> tuple[np.ndarray, np.ndarra
 
 # PostgreSQL: every value an int8, so a binary COPY row is fixed-size and numpy reads it as is.
 _ORDINAL = "(({day}) - DATE '0001-01-01' + 1)::int8"  # = date.toordinal()
+# In no particular order: numpy sorts the book (`_read_book_postgres`), cheaper than a sort here.
 _LOANS_SQL = f"""
 SELECT l.id::int8, l.borrower_id::int8, {_ORDINAL.format(day="l.start_date")}, l.principal_fen::int8,
        -- the contract rate x 10^8, exact; -1 if it had more places (asserted below)
@@ -426,16 +428,36 @@ SELECT l.id::int8, l.borrower_id::int8, {_ORDINAL.format(day="l.start_date")}, l
             THEN (l.annual_rate::numeric * 100000000)::int8 ELSE -1 END,
        l.borrower_sme::int::int8, l.borrower_private::int::int8, f.revenue_fen::int8
 FROM loans l JOIN borrower_facts f ON f.id = l.borrower_facts_id
-WHERE l.program_id = %(program)s AND l.start_date < %(end)s
-ORDER BY l.start_date, l.id"""
-_SUMS_SQL = f"""
+WHERE l.program_id = %(program)s AND l.start_date < %(end)s"""
+# Every posting that moves a loan's principal or pays its interest or a fee, one row each: the
+# computation only ever sums them (per loan, within a window), so grouping here would be a
+# hash aggregate of millions of groups for nothing. One pass over postings for every purpose.
+_MOVES_SQL = f"""
 SELECT array_position(%(purposes)s::text[], a.purpose::text)::int8, e.loan_id::int8,
-       {_ORDINAL.format(day="e.effective_on")}, sum(p.amount_fen)::int8
+       {_ORDINAL.format(day="e.effective_on")}, p.amount_fen::int8
 FROM postings p
 JOIN accounts a ON a.id = p.account_id AND a.purpose = ANY(%(purposes)s::text[])
 JOIN entries e ON e.id = p.entry_id AND e.effective_on < %(end)s
-JOIN loans l ON l.id = e.loan_id AND l.program_id = %(program)s
-GROUP BY a.purpose, e.loan_id, e.effective_on"""
+JOIN loans l ON l.id = e.loan_id AND l.program_id = %(program)s"""
+# For the bulk read only: hash joins over millions of rows in memory (at the default 4MB they
+# spill in batches, and the planner picks millions of index lookups into accounts instead), and
+# no JIT compilation (its fixed cost buys nothing on plain scans and joins).
+_READ_SETTINGS = {"work_mem": "256MB", "jit": "off"}
+
+
+@contextmanager
+def _settings(conn: Connection, settings: dict[str, str]):
+    """Set PostgreSQL settings for the statements inside, then restore the previous values."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        before = {name: cursor.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in settings}
+        for name, value in settings.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", (name, value))
+        yield
+        for name, value in before.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", (name, value))
+    finally:
+        cursor.close()
 
 
 def _copy_int8_rows(conn: Connection, sql: str, params: dict, width: int) -> np.ndarray:
@@ -458,24 +480,26 @@ def _copy_int8_rows(conn: Connection, sql: str, params: dict, width: int) -> np.
 
 def _read_book_postgres(conn: Connection, program_id: int, period_end: date) -> Book:
     params = {"program": program_id, "end": period_end}
-    cols = _copy_int8_rows(conn, _LOANS_SQL, params, 8)
+    purposes = ["loans_receivable", *_PURPOSE_OF_KIND.values()]
+    with _settings(conn, _READ_SETTINGS):
+        cols = _copy_int8_rows(conn, _LOANS_SQL, params, 8)
+        moves = _copy_int8_rows(conn, _MOVES_SQL, {**params, "purposes": purposes}, 4)
+    cols = cols[np.lexsort((cols[:, 0], cols[:, 2]))]  # by start date, then loan id
     assert (cols[:, 4] >= 0).all(), "a contract rate has more than 8 decimal places"
     book = Book(loan_id=cols[:, 0].copy(), borrower_id=cols[:, 1].copy(), start_ord=cols[:, 2].copy(),
                 principal_fen=cols[:, 3].copy(), rate_scaled=cols[:, 4].copy(), sme=cols[:, 5].astype(bool),
                 private=cols[:, 6].astype(bool), revenue_fen=cols[:, 7].copy(),
                 move_loan=np.zeros(0, np.int64), move_ord=np.zeros(0, np.int64), move_fen=np.zeros(0, np.int64))
-    purposes = ["loans_receivable", *_PURPOSE_OF_KIND.values()]
-    sums = _copy_int8_rows(conn, _SUMS_SQL, {**params, "purposes": purposes}, 4)
     # Loan ids to book positions, vectorised: the book is in start-date order, not id order.
     by_id = np.argsort(book.loan_id, kind="stable")
-    at = np.searchsorted(book.loan_id, sums[:, 1], sorter=by_id).clip(0, max(book.size - 1, 0))
+    at = np.searchsorted(book.loan_id, moves[:, 1], sorter=by_id).clip(0, max(book.size - 1, 0))
     known = book.size > 0
     index = by_id[at] if known else at
-    inside = (book.loan_id[index] == sums[:, 1]) if known else np.zeros(len(sums), bool)
+    inside = (book.loan_id[index] == moves[:, 1]) if known else np.zeros(len(moves), bool)
 
     def of(purpose: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pick = inside & (sums[:, 0] == purposes.index(purpose) + 1)  # array_position counts from 1
-        return index[pick], sums[pick, 2].copy(), sums[pick, 3].copy()
+        pick = inside & (moves[:, 0] == purposes.index(purpose) + 1)  # array_position counts from 1
+        return index[pick], moves[pick, 2].copy(), moves[pick, 3].copy()
     book.move_loan, book.move_ord, book.move_fen = of("loans_receivable")
     book.paid = {kind: of(purpose) for kind, purpose in _PURPOSE_OF_KIND.items()}
     return book

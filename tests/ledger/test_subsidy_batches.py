@@ -271,3 +271,58 @@ def test_quarterly_batches_never_pay_past_the_borrower_year_cap(engine, interest
         act("approve", made["id"], officer)
         paid += act("post", made["id"], officer, today=TODAY)["total_fen"]
     assert paid == min(cap_fen, formula)
+
+
+# --- the lines' references (foreign keys on SQLite; per statement on PostgreSQL, migration 0015) ---
+
+def _line_values(batch_id, loan_id, borrower_id):
+    return {"b": batch_id, "l": loan_id, "w": borrower_id}
+
+
+INSERT_LINE = ("INSERT INTO subsidy_lines (batch_id, loan_id, borrower_id, kind, method, basis_fen, computed_fen, "
+               "amount_fen, capped_by) VALUES (:b, :l, :w, 'interest', 'pct_of_paid', 1, 1, 1, '')")
+
+
+@pytest.mark.parametrize("what", ["batch", "loan"])
+def test_a_line_naming_no_such_batch_or_loan_is_refused(book, what):
+    made = draft(book)
+    values = _line_values(made["id"], book["loans"][0], book["borrower"].id)
+    values["b" if what == "batch" else "l"] = 10 ** 9
+    with pytest.raises(IntegrityError):
+        tx(lambda conn: conn.execute(text(INSERT_LINE), values))
+
+
+def test_a_line_whose_borrower_is_not_its_loans_is_refused_on_postgres(book, backend):
+    if backend != "postgres":
+        pytest.skip("SQLite's foreign keys check that the borrower exists, not that it is the loan's")
+    made = draft(book)
+    other = BorrowerFactory(bank_id=InstitutionFactory().id)
+    with pytest.raises(IntegrityError, match="no such loan of that borrower"):
+        tx(lambda conn: conn.execute(text(INSERT_LINE), _line_values(made["id"], book["loans"][0], other.id)))
+
+
+def test_a_copy_with_one_bad_line_is_refused_whole_on_postgres(book, backend):
+    """The draft's own path (binary COPY) meets the same check."""
+    import numpy as np
+    import psycopg
+    from ledger.subsidies import Result, RuleLines
+    if backend != "postgres":
+        pytest.skip("COPY is the PostgreSQL bulk path")
+    made = draft(book)
+    ids = np.array([book["loans"][0], 10 ** 9], dtype=np.int64)
+    ones = np.ones(2, dtype=np.int64)
+    chunk = RuleLines("interest", "pct_of_paid", ids, ones * book["borrower"].id, ones, ones, ones, {})
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="no such loan of that borrower"):
+        tx(lambda conn: batches._copy_lines(conn, made["id"], Result([chunk], [])))
+    assert tx(lambda conn: conn.execute(select(func.count()).select_from(subsidy_lines)
+                                        .where(subsidy_lines.c.batch_id == made["id"])).scalar_one()) == made["line_count"]
+
+
+def test_a_batch_with_lines_cannot_be_deleted_or_renumbered(book, backend):
+    made = draft(book)
+    with pytest.raises(IntegrityError):
+        tx(lambda conn: conn.execute(text("DELETE FROM subsidy_batches WHERE id = :b"), {"b": made["id"]}))
+    if backend == "postgres":  # SQLite's keys do not refuse a renumbered parent
+        with pytest.raises(IntegrityError, match="subsidy lines refer to it"):
+            tx(lambda conn: conn.execute(text("UPDATE subsidy_batches SET id = id + 1000000 WHERE id = :b"),
+                                         {"b": made["id"]}))
