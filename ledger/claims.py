@@ -25,7 +25,7 @@ from fractions import Fraction
 from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
 
 from ledger import accounts as chart
-from ledger import sharing
+from ledger import portfolio_book, sharing
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
 from ledger.db import is_postgres, run_in_transaction, utcnow
@@ -207,27 +207,11 @@ def _borrower_year_before(conn: Connection, loan, credit_code: str) -> int:
 
 
 def _portfolio_weight(conn: Connection, loan, terms: Terms, party, day: date) -> Fraction:
-    """Sum over the programme's loans started up to `day` of covered principal at start x ratio."""
+    """Sum over the programme's loans started up to `day` of covered principal at start x ratio
+    (a cached sorted book, not a read of every loan per claim: ledger/portfolio_book.py)."""
     if party.caps.portfolio_cap_rate is None:
         return Fraction(0)
-    rows, before = loans_started_by(conn, loan.program_id, day)
-    return sharing.portfolio_weight(terms.coverage, party, [
-        (row.principal_fen, Decimal(row.ip_share) if row.ip_share else None, spent)
-        for row, spent in zip(rows, before)])
-
-
-def loans_started_by(conn: Connection, program_id: int, day: date, *columns) -> tuple[list, list[int]]:
-    """The programme's loans started by `day`, in start-date order then id, and for each the
-    principal of its borrower's earlier loans that year (what the coverage limit already spent)."""
-    rows = conn.execute(
-        select(loans.c.id, loans.c.principal_fen, loans.c.ip_share, loans.c.start_date,
-               borrowers.c.credit_code, *columns)
-        .join(borrowers, borrowers.c.id == loans.c.borrower_id)
-        .where(loans.c.program_id == program_id, loans.c.start_date <= day)
-        .order_by(loans.c.start_date, loans.c.id)).all()
-    before = sharing.borrower_year_principal_before(
-        [(r.credit_code, r.start_date.year, r.id, r.principal_fen) for r in rows])
-    return rows, before
+    return portfolio_book.portfolio_weight(conn, loan.program_id, terms.coverage, party, day)
 
 
 def _caps_used(party, party_id: int, usage, keys, fund_fen: int, paid_fen: int,
