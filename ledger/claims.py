@@ -145,11 +145,7 @@ def _lock_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[st
     for it; FOR UPDATE then reads the committed figure. SQLite has one writer at a time."""
     rows = [{"program_id": program_id, "institution_id": party, "scope": scope, "scope_key": key,
              "used_fen": 0} for party, party_keys in sorted(keys.items()) for scope, key in party_keys]
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(cap_usage).on_conflict_do_nothing(), rows)
+    _ensure_usage_rows(conn, rows)
     wanted = [(r["institution_id"], r["scope"], r["scope_key"]) for r in rows]
     found = conn.execute(
         select(cap_usage.c.institution_id, cap_usage.c.scope, cap_usage.c.scope_key, cap_usage.c.used_fen)
@@ -157,6 +153,25 @@ def _lock_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[st
                tuple_(cap_usage.c.institution_id, cap_usage.c.scope, cap_usage.c.scope_key).in_(wanted))
         .order_by(cap_usage.c.id).with_for_update()).all()
     return {(r.institution_id, r.scope, r.scope_key): r.used_fen for r in found}
+
+
+def _ensure_usage_rows(conn: Connection, rows: list[dict]) -> None:
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    conn.execute(dialect_insert(cap_usage).on_conflict_do_nothing(), rows)
+
+
+def add_fund_paid(conn: Connection, program_id: int, pool_id: int, fen: int) -> None:
+    """Count a pool's payment from the programme's fund (the caller holds the fund's lock, as a
+    claim reading the figure does: ledger/programs.lock_fund)."""
+    _ensure_usage_rows(conn, [{"program_id": program_id, "institution_id": pool_id, "scope": "fund_paid",
+                               "scope_key": "", "used_fen": 0}])
+    conn.execute(update(cap_usage).where(
+        cap_usage.c.program_id == program_id, cap_usage.c.institution_id == pool_id,
+        cap_usage.c.scope == "fund_paid", cap_usage.c.scope_key == "")
+        .values(used_fen=cap_usage.c.used_fen + fen))
 
 
 def _add_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[str, str]]],
@@ -184,11 +199,10 @@ def _fund_balance(conn: Connection, program_id: int, terms: Terms) -> int:
 
 
 def _paid_by_party(conn: Connection, program_id: int) -> dict[int, int]:
-    """What each party has paid on the programme's live claims (withdrawn ones paid nothing)."""
-    rows = conn.execute(select(claim_shares.c.institution_id, func.sum(claim_shares.c.paid_fen))
-                        .join(claims, claims.c.id == claim_shares.c.claim_id)
-                        .where(claims.c.program_id == program_id, claims.c.status != "withdrawn")
-                        .group_by(claim_shares.c.institution_id))
+    """What each pool has paid from the programme's fund on its claims (withdrawn ones paid
+    nothing): one usage row a pool, read under the fund's lock (`_fund_balance` took it)."""
+    rows = conn.execute(select(cap_usage.c.institution_id, cap_usage.c.used_fen)
+                        .where(cap_usage.c.program_id == program_id, cap_usage.c.scope == "fund_paid"))
     return {institution_id: int(fen) for institution_id, fen in rows}
 
 
