@@ -22,8 +22,9 @@ Measured:
 Checked: every cap kind cut at least one share; the books balanced (ledger.chain.verify) and
 the claim records equal to the journal (ledger.claim_books).
 
-`python bench/claims.py` (10,000 defaults; wrap in `flock /work/bench.lock` on a shared
-machine); `--defaults 200 --recoveries 50` is the CI smoke run.
+`python bench/claims.py` (10,000 defaults, 2,000 recoveries: the issue's size; wrap in
+`flock /work/bench.lock` on a shared machine); `--defaults 200 --recoveries 50` is the CI smoke
+run. Figures: docs/ACCOUNTING.md (Benchmark).
 """
 from __future__ import annotations
 

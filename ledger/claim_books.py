@@ -10,6 +10,8 @@ reports comes from the journal or is checked against it):
 - each bank's claim receivable equals what its live claims' parties still owe it;
 - each programme fund's balance equals its contributions less the pool shares it paid plus the
   recoveries returned into it;
+- each programme's `fund_paid` usage rows (what a claim's fund cap reads) equal its pools'
+  payments from the fund;
 - each bank's net loss after recoveries (credit losses less loss recoveries) equals its retained
   losses on live claims less the recoveries it received.
 Read-only; a difference is reported, never repaired (corrections are entries).
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, func, select
 
-from ledger.schema import (accounts, claim_payments, claim_shares, claims, entries, postings,
-                           recoveries, recovery_shares)
+from ledger.schema import (accounts, cap_usage, claim_payments, claim_shares, claims, entries,
+                           postings, recoveries, recovery_shares)
 
 MAX_BREAKS = 20
 
@@ -38,7 +40,8 @@ class ClaimBooks:
 def check_claim_books(conn: Connection) -> ClaimBooks:
     breaks: list[dict] = []
     for check in (_shares_paid_equal_payments, _parties_paid_equal_journal, _parties_owed_equal_payables,
-                  _banks_receivable_equal_owed, _funds_equal_journal, _banks_net_loss_equal_journal):
+                  _banks_receivable_equal_owed, _funds_equal_journal, _fund_paid_usage_equals_payments,
+                  _banks_net_loss_equal_journal):
         breaks.extend(check(conn))
     return ClaimBooks(not breaks, breaks[:MAX_BREAKS])
 
@@ -113,6 +116,16 @@ def _funds_equal_journal(conn: Connection) -> list[dict]:
                for program in set(contributed) | set(paid) | set(returned)}
     return _differences("fund_balance", "program", records,
                         _balances_by(conn, accounts.c.program_id, "fund_balance"))
+
+
+def _fund_paid_usage_equals_payments(conn: Connection) -> list[dict]:
+    usage = _sums(conn, select(cap_usage.c.program_id, func.sum(cap_usage.c.used_fen))
+                  .where(cap_usage.c.scope == "fund_paid").group_by(cap_usage.c.program_id))
+    paid = _sums(conn, select(claims.c.program_id, func.sum(claim_payments.c.amount_fen))
+                 .join(claims, claims.c.id == claim_payments.c.claim_id)
+                 .join(claim_shares, claim_shares.c.id == claim_payments.c.share_id)
+                 .where(claim_shares.c.role == "pool").group_by(claims.c.program_id))
+    return _differences("fund_paid_usage", "program", {k: v for k, v in usage.items() if v}, paid)
 
 
 def _banks_net_loss_equal_journal(conn: Connection) -> list[dict]:

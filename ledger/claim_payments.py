@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger import accounts as chart
 from ledger import sharing
+from ledger.claims import add_fund_paid
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
 from ledger.db import utcnow
@@ -124,6 +125,7 @@ def _post_payment(conn: Connection, claim, share, amount_fen: int, paid_on: date
         met, paid_out, fund = (ids[spec.code] for spec in payer_specs)
         lock_fund(conn, claim.program_id)  # in turn with contributions, as claims are
         _refuse_fund_shortfall(conn, fund, amount_fen)
+        add_fund_paid(conn, claim.program_id, share.institution_id, amount_fen)  # a later claim's fund cap
         lines += [Line(met, -amount_fen), Line(paid_out, amount_fen), Line(fund, -amount_fen)]
     else:
         lines.append(Line(ids[payer_specs[0].code], -amount_fen))

@@ -25,7 +25,7 @@ from fractions import Fraction
 from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
 
 from ledger import accounts as chart
-from ledger import sharing
+from ledger import portfolio_book, sharing
 from ledger.dates import parse_date
 from ledger.dates import today as business_today
 from ledger.db import is_postgres, run_in_transaction, utcnow
@@ -145,11 +145,7 @@ def _lock_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[st
     for it; FOR UPDATE then reads the committed figure. SQLite has one writer at a time."""
     rows = [{"program_id": program_id, "institution_id": party, "scope": scope, "scope_key": key,
              "used_fen": 0} for party, party_keys in sorted(keys.items()) for scope, key in party_keys]
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(cap_usage).on_conflict_do_nothing(), rows)
+    _ensure_usage_rows(conn, rows)
     wanted = [(r["institution_id"], r["scope"], r["scope_key"]) for r in rows]
     found = conn.execute(
         select(cap_usage.c.institution_id, cap_usage.c.scope, cap_usage.c.scope_key, cap_usage.c.used_fen)
@@ -157,6 +153,25 @@ def _lock_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[st
                tuple_(cap_usage.c.institution_id, cap_usage.c.scope, cap_usage.c.scope_key).in_(wanted))
         .order_by(cap_usage.c.id).with_for_update()).all()
     return {(r.institution_id, r.scope, r.scope_key): r.used_fen for r in found}
+
+
+def _ensure_usage_rows(conn: Connection, rows: list[dict]) -> None:
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    conn.execute(dialect_insert(cap_usage).on_conflict_do_nothing(), rows)
+
+
+def add_fund_paid(conn: Connection, program_id: int, pool_id: int, fen: int) -> None:
+    """Count a pool's payment from the programme's fund (the caller holds the fund's lock, as a
+    claim reading the figure does: ledger/programs.lock_fund)."""
+    _ensure_usage_rows(conn, [{"program_id": program_id, "institution_id": pool_id, "scope": "fund_paid",
+                               "scope_key": "", "used_fen": 0}])
+    conn.execute(update(cap_usage).where(
+        cap_usage.c.program_id == program_id, cap_usage.c.institution_id == pool_id,
+        cap_usage.c.scope == "fund_paid", cap_usage.c.scope_key == "")
+        .values(used_fen=cap_usage.c.used_fen + fen))
 
 
 def _add_usage(conn: Connection, program_id: int, keys: dict[int, list[tuple[str, str]]],
@@ -184,11 +199,10 @@ def _fund_balance(conn: Connection, program_id: int, terms: Terms) -> int:
 
 
 def _paid_by_party(conn: Connection, program_id: int) -> dict[int, int]:
-    """What each party has paid on the programme's live claims (withdrawn ones paid nothing)."""
-    rows = conn.execute(select(claim_shares.c.institution_id, func.sum(claim_shares.c.paid_fen))
-                        .join(claims, claims.c.id == claim_shares.c.claim_id)
-                        .where(claims.c.program_id == program_id, claims.c.status != "withdrawn")
-                        .group_by(claim_shares.c.institution_id))
+    """What each pool has paid from the programme's fund on its claims (withdrawn ones paid
+    nothing): one usage row a pool, read under the fund's lock (`_fund_balance` took it)."""
+    rows = conn.execute(select(cap_usage.c.institution_id, cap_usage.c.used_fen)
+                        .where(cap_usage.c.program_id == program_id, cap_usage.c.scope == "fund_paid"))
     return {institution_id: int(fen) for institution_id, fen in rows}
 
 
@@ -207,27 +221,11 @@ def _borrower_year_before(conn: Connection, loan, credit_code: str) -> int:
 
 
 def _portfolio_weight(conn: Connection, loan, terms: Terms, party, day: date) -> Fraction:
-    """Sum over the programme's loans started up to `day` of covered principal at start x ratio."""
+    """Sum over the programme's loans started up to `day` of covered principal at start x ratio
+    (a cached sorted book, not a read of every loan per claim: ledger/portfolio_book.py)."""
     if party.caps.portfolio_cap_rate is None:
         return Fraction(0)
-    rows, before = loans_started_by(conn, loan.program_id, day)
-    return sharing.portfolio_weight(terms.coverage, party, [
-        (row.principal_fen, Decimal(row.ip_share) if row.ip_share else None, spent)
-        for row, spent in zip(rows, before)])
-
-
-def loans_started_by(conn: Connection, program_id: int, day: date, *columns) -> tuple[list, list[int]]:
-    """The programme's loans started by `day`, in start-date order then id, and for each the
-    principal of its borrower's earlier loans that year (what the coverage limit already spent)."""
-    rows = conn.execute(
-        select(loans.c.id, loans.c.principal_fen, loans.c.ip_share, loans.c.start_date,
-               borrowers.c.credit_code, *columns)
-        .join(borrowers, borrowers.c.id == loans.c.borrower_id)
-        .where(loans.c.program_id == program_id, loans.c.start_date <= day)
-        .order_by(loans.c.start_date, loans.c.id)).all()
-    before = sharing.borrower_year_principal_before(
-        [(r.credit_code, r.start_date.year, r.id, r.principal_fen) for r in rows])
-    return rows, before
+    return portfolio_book.portfolio_weight(conn, loan.program_id, terms.coverage, party, day)
 
 
 def _caps_used(party, party_id: int, usage, keys, fund_fen: int, paid_fen: int,

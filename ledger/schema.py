@@ -452,7 +452,9 @@ subsidy_batch_entries = Table(
 # A claim keeps the terms version and every figure it was computed from, so it can be recomputed
 # and audited later; its shares keep ratio, computed (before caps) and owed amounts and each cut.
 CLAIM_STATUSES = ("open", "settled", "withdrawn")
-CAP_SCOPES = ("borrower_year", "bank_year", "program_year", "all")
+CAP_SCOPES = ("borrower_year", "bank_year", "program_year", "all", "fund_paid")
+"""`fund_paid` (0016) is not a cap: what a pool paid from the programme's fund on its claims,
+kept so a claim's fund cap reads one row, not every share of the programme."""
 
 claims = Table(
     "claims", metadata,
@@ -515,7 +517,8 @@ claim_shares = Table(
 )
 
 # What each party of a programme owes under each shared cap, summed over live claims; the rows a
-# claim reads are locked (FOR UPDATE) so two claims never use one remaining allowance.
+# claim reads are locked (FOR UPDATE) so two claims never use one remaining allowance. Scope
+# `fund_paid`: a pool's payments from the fund (updated under the fund's lock, ledger/claim_payments.py).
 cap_usage = Table(
     "cap_usage", metadata,
     Column("id", BigId, primary_key=True),

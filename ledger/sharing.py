@@ -378,9 +378,24 @@ def portfolio_weight(coverage: Coverage, party: Party,
     borrower's earlier principal that year) rows: the base of the party's portfolio cap."""
     weight = Fraction(0)
     for principal_fen, ip_share, before_fen in loans:
-        covered, _ = covered_amount(coverage, LoanFacts(principal_fen, principal_fen, ip_share, before_fen))
-        weight += Fraction(covered) * Fraction(party.ratio_for(principal_fen))
+        weight += _start_weight(coverage, party, principal_fen, ip_share, before_fen)
     return weight
+
+
+def portfolio_weight_prefix(coverage: Coverage, party: Party,
+                            loans: Sequence[tuple[int, Decimal | None, int]]) -> list[Fraction]:
+    """`portfolio_weight` of every prefix of `loans` (the empty one first): entry k is the
+    weight of the first k rows, so a sorted book answers any claim date by one lookup."""
+    prefix = [Fraction(0)]
+    for principal_fen, ip_share, before_fen in loans:
+        prefix.append(prefix[-1] + _start_weight(coverage, party, principal_fen, ip_share, before_fen))
+    return prefix
+
+
+def _start_weight(coverage: Coverage, party: Party, principal_fen: int, ip_share: Decimal | None,
+                  before_fen: int) -> Fraction:
+    covered, _ = covered_amount(coverage, LoanFacts(principal_fen, principal_fen, ip_share, before_fen))
+    return Fraction(covered) * Fraction(party.ratio_for(principal_fen))
 
 
 def split_claims_in_order(terms: Terms, claims: Sequence[ClaimInput],

@@ -47,9 +47,9 @@ from sqlalchemy import Connection, and_, func, select
 
 from ledger import accounts as chart
 from ledger import sharing
-from ledger.claims import loans_started_by
 from ledger.errors import NotFound
 from ledger.money import allocate, round_fraction
+from ledger.portfolio_book import loans_started_by
 from ledger.programs import load_programs
 from ledger.schema import accounts, claim_shares, claims, entries, institutions, loans, postings
 from ledger.terms import Terms

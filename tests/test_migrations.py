@@ -184,3 +184,28 @@ def test_0004_stops_at_patents_pledged_to_two_live_loans(unmigrated_engine):
         upgrade_to_head(unmigrated_engine)
     with unmigrated_engine.connect() as conn:
         assert current_revision(conn) == "0002"  # nothing half done
+
+
+def test_0016_fills_the_fund_paid_usage_from_the_payments_already_made(fresh_engine):
+    """Down to 0015 (the rows go), up again: the rows are filled from the pools' payments, and
+    the claim books agree (they compare the rows with the payments)."""
+    from ledger.claim_books import check_claim_books
+    from ledger.schema import cap_usage
+    from tests.factories import tx
+    from tests.ledger.test_claim_payments import pay
+    from tests.ledger.test_claims_db import default, loan_in, world
+    w = world(fund_yuan=3_000_000)
+    claims = [default(w, loan_in(w)) for _ in range(2)]
+    pay(w, claims[0], "insurer", 100_000_000)
+    pay(w, claims[0], "pool", 120_000_000)
+    pay(w, claims[0], "pool", 30_000_000)
+
+    def fund_paid(conn):
+        return conn.execute(cap_usage.select().with_only_columns(cap_usage.c.institution_id, cap_usage.c.used_fen)
+                            .where(cap_usage.c.scope == "fund_paid")).all()
+    assert tx(fund_paid) == [(w["pool_id"], 150_000_000)]
+    downgrade_to(fresh_engine, "0015")
+    assert tx(fund_paid) == []
+    upgrade_to_head(fresh_engine)
+    assert tx(fund_paid) == [(w["pool_id"], 150_000_000)]
+    assert tx(lambda conn: check_claim_books(conn).claims_agree)

@@ -51,6 +51,24 @@ def test_tampering_with_a_paid_share_is_seen_and_named(engine):
     assert breaks_of(w, claim) == []
 
 
+def test_a_fund_paid_usage_row_that_differs_from_the_pools_payments_is_seen(engine):
+    w = world()
+    claim = default(w, loan_in(w))
+    for who, fen in (("insurer", 100_000_000), ("pool", 40_000_000)):
+        payer = _institution_id(w[who])
+        tx(lambda conn: pay_claim(conn, claim["id"], payer, fen, date(2026, 6, 10), _ref(), SYSTEM))
+    assert breaks_of(w, claim) == []
+    tamper = ("UPDATE cap_usage SET used_fen = used_fen + :fen WHERE program_id = :program "
+              "AND scope = 'fund_paid'")
+    tx(lambda conn: conn.execute(text(tamper), {"fen": 1, "program": w["program"].id}))
+    try:
+        assert {"figure": "fund_paid_usage", "program": w["program"].id, "records_fen": 40_000_001,
+                "journal_fen": 40_000_000} in breaks_of(w, claim)
+    finally:
+        tx(lambda conn: conn.execute(text(tamper), {"fen": -1, "program": w["program"].id}))
+    assert breaks_of(w, claim) == []
+
+
 _step = st.one_of(
     st.tuples(st.just("pay"), st.sampled_from(["insurer", "pool"]), st.integers(1, 120_000_000)),
     st.tuples(st.just("recover"), st.integers(0, 300_000_000), st.integers(0, 10_000_000)))
